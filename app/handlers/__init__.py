@@ -1,0 +1,1 @@
+"""HTTP handlers. They reach the database only through the `Store` (via domain objects like `Notes`)."""

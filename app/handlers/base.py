@@ -1,0 +1,95 @@
+"""BaseHandler: JSON errors, in-flight accounting for the drain, and small properties for dependencies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import tornado.web
+
+from app.notes import ValidationError
+from app.store import DATABASE_UNAVAILABLE
+
+log = logging.getLogger("fleet.http")
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lifecycle.request_started()
+        self._counted = True
+
+    def on_finish(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.lifecycle.request_finished()
+
+    def prepare(self) -> None:
+        if self.lifecycle.draining:
+            # nginx must not send another request on this connection: the process is about to exit.
+            self.set_header("Connection", "close")
+
+    # Dependencies live in the Application's settings (no globals), read through these properties.
+    @property
+    def store(self):
+        return self.settings["store"]
+
+    @property
+    def lifecycle(self):
+        return self.settings["lifecycle"]
+
+    @property
+    def process(self):
+        return self.settings["process"]
+
+    @property
+    def blocking(self):
+        return self.settings["blocking"]
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, ensure_ascii=False))
+
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.request.body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValidationError(f"the body is not valid JSON: {exc}") from None
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, ValidationError):
+            return
+        if isinstance(value, DATABASE_UNAVAILABLE):
+            log.warning("database unavailable: %s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Every error is JSON and none carries a stack trace, whatever raised it.
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any]
+        if isinstance(error, ValidationError):
+            status_code, body = 400, {"error": error.message}
+            if error.field:
+                body["field"] = error.field
+        elif isinstance(error, DATABASE_UNAVAILABLE):
+            status_code, body = 503, {"error": "database unavailable, try again shortly"}
+        elif isinstance(error, tornado.web.HTTPError) and error.log_message and status_code < 500:
+            body = {"error": error.log_message % error.args if error.args else error.log_message}
+        else:
+            body = {"error": self._reason.lower()}
+        if self.lifecycle.draining:
+            self.set_header("Connection", "close")  # send_error cleared it
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+class NotFoundHandler(BaseHandler):
+    """Answers every unrouted path with a JSON 404 (and counts it like any other request)."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise tornado.web.HTTPError(404, "no such endpoint: %s", self.request.path)

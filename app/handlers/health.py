@@ -1,0 +1,38 @@
+"""Probes: /healthz says the process runs (no I/O); /readyz says it can serve (it pings the database)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from app.handlers.base import BaseHandler
+from app.store import DATABASE_UNAVAILABLE
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+    head = get
+
+
+class ReadyHandler(BaseHandler):
+    async def get(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "port": self.process.port,
+            "db_mode": self.store.mode,
+            "draining": self.lifecycle.draining,
+            "in_flight": self.lifecycle.in_flight,
+        }
+        if self.lifecycle.draining:
+            self.write_json({**info, "status": "draining"}, 503)
+            return
+        timeout = self.settings["fleet"].db_timeout_ms / 1000
+        try:
+            # The driver's own server-selection timeout should fire first; this bounds the probe regardless.
+            await asyncio.wait_for(self.store.ping(), timeout + 0.5)
+        except (asyncio.TimeoutError, *DATABASE_UNAVAILABLE) as exc:
+            self.write_json({**info, "status": "unavailable", "error": type(exc).__name__}, 503)
+            return
+        self.write_json({**info, "status": "ready"})

@@ -1,0 +1,69 @@
+"""One app process: `python -m app --port N`.
+
+Everything with I/O (database client, thread pools, the listening socket) is created here, inside the running
+loop, and closed on the way out; supervisord starts one such process per port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import tornado.httpserver
+
+from app.blocking import BlockingPool
+from app.lifecycle import Lifecycle
+from app.settings import Settings, SettingsError
+from app.store import open_store
+from app.web import make_app
+
+log = logging.getLogger("fleet.server")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Run one Tornado Fleet app process.")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on (one per process)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        print(f"app: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s [port {args.port} pid %(process)d] %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings, args.port))
+    except OSError as exc:
+        log.error("cannot serve on %s:%d: %s", settings.host, args.port, exc)
+        return 1
+    return 0
+
+
+async def serve(settings: Settings, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    store = open_store(settings)
+    blocking = BlockingPool(settings.blocking_threads)
+    lifecycle = Lifecycle()
+    app = make_app(settings, store, blocking=blocking, port=port, lifecycle=lifecycle)
+    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
+    try:
+        server.listen(port, address=settings.host)
+        log.info("listening on %s:%d, db_mode=%s", settings.host, port, settings.db_mode)
+        await stop.wait()
+        log.info("stopping")
+        await lifecycle.drain(server, settings.drain_seconds)
+    finally:
+        await store.close()
+        blocking.shutdown()
+        log.info("stopped")

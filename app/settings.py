@@ -1,0 +1,151 @@
+"""Typed, validated settings for one app process.
+
+Precedence, lowest first: the defaults below, the process environment, then the deployment's env file
+(``FLEET_ENV_FILE``). The env file wins on purpose: it is the fleet's single source of truth, rewritten by
+``scripts/switch-db-mode``, so a stale variable inherited from supervisord's environment can never undo a switch.
+
+A bad value raises ``SettingsError`` naming the variable; ``app.server`` turns that into a one-line message and a
+non-zero exit, so supervisord shows why the process would not start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+DB_MODES = ("motor", "threads", "async")
+
+# The embedded server's retryable-write bookkeeping is O(n) in recent writes: with retryWrites on, its write
+# throughput falls from ~2,000 to ~140 ops/s after 10,000 writes. Real mongod does not need this.
+EMBEDDED_URI_OPTIONS = "retryWrites=false"
+DEFAULT_DB_PORT = 27018
+
+
+def embedded_uri(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?{EMBEDDED_URI_OPTIONS}"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    db_mode: str = "motor"
+    mongodb_uri: str = embedded_uri(DEFAULT_DB_PORT)
+    db_name: str = "fleet"
+    # Short on purpose: a dead database must give a fast 503, not a 30 s hang (PyMongo's default).
+    db_timeout_ms: int = 1000
+    # Per operation; large enough for /updates?queries=500 on the single-threaded embedded server.
+    db_socket_timeout_ms: int = 10_000
+    db_pool_size: int = 100
+    # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode.
+    db_threads: int = 16
+    # Size of the pool application code uses for other blocking calls (app.blocking).
+    blocking_threads: int = 4
+    # How long a stopping process lets in-flight requests finish; supervisord's stopwaitsecs must be larger.
+    drain_seconds: float = 10.0
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        environ = dict(os.environ if environ is None else environ)
+        env_file = environ.get("FLEET_ENV_FILE")
+        if env_file:
+            environ.update(read_env_file(Path(env_file)))
+        return cls.from_mapping(environ)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> Settings:
+        kwargs = {}
+        for field in dataclasses.fields(cls):
+            var = env_name(field.name)
+            if var in values:
+                kwargs[field.name] = parse_value(var, values[var], field.type)
+        settings = cls(**kwargs)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        _require(self.db_mode in DB_MODES, "FLEET_DB_MODE", f"must be one of {', '.join(DB_MODES)}")
+        _require(
+            self.mongodb_uri.startswith(("mongodb://", "mongodb+srv://")),
+            "MONGODB_URI",
+            "must start with mongodb:// or mongodb+srv://",
+        )
+        _require(bool(self.db_name) and "." not in self.db_name, "FLEET_DB_NAME", "must be a database name")
+        for name in ("db_timeout_ms", "db_socket_timeout_ms", "db_pool_size", "db_threads", "blocking_threads"):
+            _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
+        _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
+        _require(
+            self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+            "FLEET_LOG_LEVEL",
+            "must be DEBUG, INFO, WARNING or ERROR",
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as env-file variables: what ``Settings.from_mapping`` reads back unchanged."""
+        return {env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def env_name(field_name: str) -> str:
+    return "MONGODB_URI" if field_name == "mongodb_uri" else f"FLEET_{field_name.upper()}"
+
+
+def parse_value(var: str, raw: str, kind: str):
+    raw = raw.strip()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return parse_bool(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r}: expected {kind}") from None
+    return raw
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines (blank lines and # comments allowed; no shell quoting or expansion)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"FLEET_ENV_FILE={str(path)!r}: {exc.strerror}") from None
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def write_env_file(path: Path, values: Mapping[str, str]) -> None:
+    """Replace the env file atomically: a process starting mid-write reads the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    lines = ["# Written by Tornado Fleet; every app process reads this file at start."]
+    lines += [f"{key}={value}" for key, value in sorted(values.items())]
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def _require(ok: bool, var: str, message: str) -> None:
+    if not ok:
+        raise SettingsError(f"{var}: {message}")

@@ -1,0 +1,22 @@
+"""Database access: `open_store(settings)` is the one place that branches on the database mode."""
+
+from __future__ import annotations
+
+from app.store.base import DATABASE_UNAVAILABLE, Store
+
+
+def open_store(settings) -> Store:
+    """Create the store for ``settings.db_mode``. Call it inside the running loop, once per process."""
+    # Imported here so a process loads only its own driver (Motor reads MOTOR_MAX_WORKERS at import).
+    if settings.db_mode == "motor":
+        from app.store.motor_store import MotorStore as cls
+    elif settings.db_mode == "threads":
+        from app.store.threads_store import ThreadsStore as cls
+    elif settings.db_mode == "async":
+        from app.store.async_store import AsyncStore as cls
+    else:
+        raise ValueError(f"unknown database mode {settings.db_mode!r}")
+    return cls.open(settings)
+
+
+__all__ = ["DATABASE_UNAVAILABLE", "Store", "open_store"]

@@ -1,0 +1,111 @@
+"""The `Store` interface every database mode implements, and the code the awaitable drivers share.
+
+Handlers and domain modules call only these methods, so the code above the store is identical in every mode.
+The methods are a small subset of the collection API that behaves the same on mongod and the embedded server.
+Driver errors are PyMongo's own in all three modes (Motor raises them too), so callers catch
+`DATABASE_UNAVAILABLE` without knowing the mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from pymongo import ReturnDocument
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from pymongo.operations import UpdateOne
+
+Document = dict[str, Any]
+
+# Errors that mean "the database cannot answer right now" (as opposed to "your request is wrong"): handlers turn
+# them into 503. ServerSelectionTimeoutError, AutoReconnect and NetworkTimeout are ConnectionFailure subclasses.
+DATABASE_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
+class Store(Protocol):
+    mode: str
+
+    async def ping(self) -> None: ...
+
+    async def find_one(
+        self, collection: str, filter: Mapping, projection: Mapping | None = None
+    ) -> Document | None: ...
+
+    async def find(
+        self,
+        collection: str,
+        filter: Mapping,
+        *,
+        projection: Mapping | None = None,
+        sort: Sequence[tuple[str, int]] | None = None,
+        limit: int = 0,
+    ) -> list[Document]: ...
+
+    async def insert_one(self, collection: str, document: Document) -> None: ...
+
+    async def find_one_and_update(
+        self, collection: str, filter: Mapping, update: Mapping, projection: Mapping | None = None
+    ) -> Document | None:
+        """Apply `update` to one matching document and return it as it is after the update."""
+
+    async def delete_one(self, collection: str, filter: Mapping) -> int: ...
+
+    async def bulk_update(self, collection: str, updates: Sequence[UpdateOne]) -> None: ...
+
+    async def count(self, collection: str, filter: Mapping) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def client_options(settings) -> dict[str, Any]:
+    """Options shared by every driver: short timeouts so a dead database is a fast 503, a sized pool."""
+    return {
+        "serverSelectionTimeoutMS": settings.db_timeout_ms,
+        "connectTimeoutMS": settings.db_timeout_ms,
+        "socketTimeoutMS": settings.db_socket_timeout_ms,
+        "maxPoolSize": settings.db_pool_size,
+        "appname": "tornado-fleet",
+    }
+
+
+class AwaitableDriverStore:
+    """A `Store` over a driver whose collection methods are awaitable (Motor and AsyncMongoClient).
+
+    The two drivers agree on every call used here, so one implementation serves both modes; the subclasses only
+    create and close their client.
+    """
+
+    mode = "abstract"
+
+    def __init__(self, client, db_name: str):
+        self._client = client
+        self._db = client[db_name]
+
+    async def ping(self) -> None:
+        await self._client.admin.command("ping")
+
+    async def find_one(self, collection, filter, projection=None):
+        return await self._db[collection].find_one(filter, projection)
+
+    async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
+        cursor = self._db[collection].find(filter, projection, sort=sort, limit=limit)
+        return await cursor.to_list(None)
+
+    async def insert_one(self, collection, document):
+        await self._db[collection].insert_one(document)
+
+    async def find_one_and_update(self, collection, filter, update, projection=None):
+        return await self._db[collection].find_one_and_update(
+            filter, update, projection=projection, return_document=ReturnDocument.AFTER
+        )
+
+    async def delete_one(self, collection, filter):
+        result = await self._db[collection].delete_one(filter)
+        return result.deleted_count
+
+    async def bulk_update(self, collection, updates):
+        if updates:
+            await self._db[collection].bulk_write(list(updates), ordered=False)
+
+    async def count(self, collection, filter):
+        return await self._db[collection].count_documents(filter)

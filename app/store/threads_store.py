@@ -1,0 +1,74 @@
+"""`threads` mode, the thread-pool fallback: blocking PyMongo on a pool the app owns and sizes.
+
+Every driver call, including the iteration of a cursor, runs inside a worker: a lazy cursor handed back to the
+loop would do its network I/O (getMore) on the loop and block it. The pool is the app's own, not the loop's
+default executor, so database work never queues behind unrelated blocking calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
+from pymongo import MongoClient, ReturnDocument
+
+from app.store.base import client_options
+
+
+class ThreadsStore:
+    mode = "threads"
+
+    def __init__(self, client: MongoClient, db_name: str, threads: int):
+        self._client = client
+        self._db = client[db_name]
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+
+    @classmethod
+    def open(cls, settings) -> ThreadsStore:
+        client = MongoClient(settings.mongodb_uri, **client_options(settings))
+        return cls(client, settings.db_name, settings.db_threads)
+
+    async def _run(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def ping(self):
+        await self._run(self._client.admin.command, "ping")
+
+    async def find_one(self, collection, filter, projection=None):
+        return await self._run(self._db[collection].find_one, filter, projection)
+
+    async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
+        def materialise():
+            return list(self._db[collection].find(filter, projection, sort=sort, limit=limit))
+
+        return await self._run(materialise)
+
+    async def insert_one(self, collection, document):
+        await self._run(self._db[collection].insert_one, document)
+
+    async def find_one_and_update(self, collection, filter, update, projection=None):
+        return await self._run(
+            self._db[collection].find_one_and_update,
+            filter,
+            update,
+            projection=projection,
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def delete_one(self, collection, filter):
+        result = await self._run(self._db[collection].delete_one, filter)
+        return result.deleted_count
+
+    async def bulk_update(self, collection, updates):
+        if updates:
+            await self._run(self._db[collection].bulk_write, list(updates), ordered=False)
+
+    async def count(self, collection, filter):
+        return await self._run(self._db[collection].count_documents, filter)
+
+    async def close(self):
+        # Let running calls finish before the client they use goes away.
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        self._client.close()

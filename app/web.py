@@ -1,0 +1,61 @@
+"""The app factory: routes and wiring, no I/O. `make_app` is all a test needs to serve the app."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import tornado.web
+
+from app.handlers import benchmark, health, notes
+from app.handlers.base import NotFoundHandler
+from app.lifecycle import Lifecycle
+
+HERE = Path(__file__).parent
+access_log = logging.getLogger("fleet.access")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessInfo:
+    port: int
+
+
+def make_app(settings, store, *, blocking, port: int, lifecycle: Lifecycle | None = None) -> tornado.web.Application:
+    routes = [
+        (r"/healthz", health.HealthHandler),
+        (r"/readyz", health.ReadyHandler),
+        (r"/api/notes", notes.NotesHandler),
+        (r"/api/notes/([^/]+)", notes.NoteHandler),
+        (r"/json", benchmark.JsonHandler),
+        (r"/plaintext", benchmark.PlaintextHandler),
+        (r"/db", benchmark.DbHandler),
+        (r"/queries", benchmark.QueriesHandler),
+        (r"/updates", benchmark.UpdatesHandler),
+        (r"/fortunes", benchmark.FortunesHandler),
+    ]
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        template_path=str(HERE / "templates"),
+        log_function=log_request,
+        # Dependencies, read by BaseHandler's properties.
+        fleet=settings,
+        store=store,
+        blocking=blocking,
+        process=ProcessInfo(port=port),
+        lifecycle=lifecycle or Lifecycle(),
+        # TFB forbids compression; nginx is the place to add it for real traffic.
+        compress_response=False,
+    )
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    # nginx keeps the access log; here only what an operator must see: errors, and everything at DEBUG.
+    status = handler.get_status()
+    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.DEBUG
+    if access_log.isEnabledFor(level):
+        request = handler.request
+        access_log.log(
+            level, "%d %s %s %.1fms", status, request.method, request.uri, 1000 * request.request_time()
+        )
