@@ -1,0 +1,163 @@
+"""The deployment's shape (ports, process count, folders) and the files derived from it.
+
+One `FleetConfig` produces both sides that must agree: the environment supervisord expands in
+`deploy/supervisord.conf` (numprocs, numprocs_start) and the nginx upstream rendered from `deploy/nginx.conf`.
+`tests/test_deploy_configs.py` parses both with supervisor's and nginx's own tools and checks they list the same
+ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from app.settings import DEFAULT_DB_PORT, Settings, SettingsError, embedded_uri, env_name, write_env_file
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+SUPERVISORD_CONF = DEPLOY / "supervisord.conf"
+NGINX_TEMPLATE = DEPLOY / "nginx.conf"
+
+UPSTREAM_BEGIN = "# fleet:upstream-begin"
+UPSTREAM_END = "# fleet:upstream-end"
+LISTEN_MARK = "# fleet:listen"
+
+
+def default_procs() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetConfig:
+    var_dir: Path = ROOT / "var"
+    port: int = 8080
+    procs: int = dataclasses.field(default_factory=default_procs)
+    app_port_base: int = 8001
+    db_port: int = DEFAULT_DB_PORT
+    # None: run the embedded server under supervisord and point the fleet at it.
+    mongodb_uri: str | None = None
+    # App settings (FLEET_DB_MODE, ...) for the env file, as given; validated by `app_settings()`.
+    app_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:
+        environ = os.environ if environ is None else environ
+        kwargs: dict = {}
+        for var, field, kind in (
+            ("FLEET_PORT", "port", int),
+            ("FLEET_PROCS", "procs", int),
+            ("FLEET_APP_PORT_BASE", "app_port_base", int),
+            ("FLEET_DB_PORT", "db_port", int),
+        ):
+            if environ.get(var, "").strip():
+                try:
+                    kwargs[field] = kind(environ[var])
+                except ValueError:
+                    raise SettingsError(f"{var}={environ[var]!r}: expected an integer") from None
+        if environ.get("FLEET_VAR_DIR", "").strip():
+            kwargs["var_dir"] = Path(environ["FLEET_VAR_DIR"]).resolve()
+        if environ.get("MONGODB_URI", "").strip():
+            kwargs["mongodb_uri"] = environ["MONGODB_URI"].strip()
+        app_vars = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"}
+        kwargs["app_env"] = {k: v for k, v in environ.items() if k in app_vars}
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if not 1 <= self.procs <= 64:
+            raise SettingsError("FLEET_PROCS: must be between 1 and 64")
+        ports = {"FLEET_PORT": self.port, "FLEET_DB_PORT": self.db_port}
+        for var, port in {**ports, "FLEET_APP_PORT_BASE": self.app_port_base}.items():
+            if not 1 <= port <= 65535 - self.procs:
+                raise SettingsError(f"{var}: {port} is not a usable port")
+        for var, port in ports.items():
+            if port in self.app_ports:
+                raise SettingsError(f"{var}: {port} collides with the app ports {self.app_ports[0]}-{self.app_ports[-1]}")
+        if self.port == self.db_port:
+            raise SettingsError("FLEET_DB_PORT: must differ from FLEET_PORT")
+        self.app_settings()
+
+    @property
+    def app_ports(self) -> list[int]:
+        return list(range(self.app_port_base, self.app_port_base + self.procs))
+
+    @property
+    def embedded_db(self) -> bool:
+        return self.mongodb_uri is None
+
+    @property
+    def env_file(self) -> Path:
+        return self.var_dir / "fleet.env"
+
+    @property
+    def socket(self) -> Path:
+        return self.var_dir / "supervisor.sock"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app_settings(self) -> Settings:
+        """The settings every app process will load from the env file (raises SettingsError if invalid)."""
+        uri = self.mongodb_uri or embedded_uri(self.db_port)
+        return Settings.from_mapping({**self.app_env, "MONGODB_URI": uri})
+
+    def supervisor_env(self) -> dict[str, str]:
+        """The variables `deploy/supervisord.conf` expands (%(ENV_...)s); supervisord passes them to children."""
+        venv_bin = Path(sys.executable).parent
+        return {
+            "FLEET_VAR_DIR": str(self.var_dir),
+            "FLEET_PORT": str(self.port),
+            "FLEET_PROCS": str(self.procs),
+            "FLEET_APP_PORT_BASE": str(self.app_port_base),
+            "FLEET_DB_PORT": str(self.db_port),
+            "FLEET_DB_AUTOSTART": "true" if self.embedded_db else "false",
+            "FLEET_ENV_FILE": str(self.env_file),
+            "FLEET_VENV_BIN": str(venv_bin),
+            "FLEET_NGINX": nginx_binary(),
+        }
+
+    def write_runtime_files(self) -> None:
+        """Create var/ and write what the processes read at start: the env file and nginx's config."""
+        for sub in ("log", "db", "nginx/logs", "nginx/tmp"):
+            (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        write_env_file(self.env_file, self.app_settings().to_env())
+        (self.var_dir / "nginx.conf").write_text(render_nginx(NGINX_TEMPLATE.read_text(), self.port, self.app_ports))
+
+
+def render_nginx(template: str, port: int, app_ports: list[int]) -> str:
+    """Rewrite the lines marked `fleet:` in deploy/nginx.conf for this port and these app ports."""
+    out: list[str] = []
+    model: str | None = None
+    inside = False
+    for line in template.splitlines():
+        if UPSTREAM_BEGIN in line:
+            inside = True
+            out.append(line)
+        elif UPSTREAM_END in line:
+            if model is None:
+                raise ValueError("deploy/nginx.conf: no server line between the fleet:upstream markers")
+            out += [re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{p}", model) for p in app_ports]
+            out.append(line)
+            inside = False
+        elif inside:
+            if model is None and line.strip().startswith("server "):
+                model = line
+        elif LISTEN_MARK in line:
+            out.append(re.sub(r"listen(\s+)(\S*?)(\d+)(?=[;\s])", lambda m: f"listen{m[1]}{m[2]}{port}", line, count=1))
+        else:
+            out.append(line)
+    if inside:
+        raise ValueError("deploy/nginx.conf: fleet:upstream-begin without fleet:upstream-end")
+    return "\n".join(out) + "\n"
+
+
+def nginx_binary() -> str:
+    # Debian installs nginx in /usr/sbin, which is not on a non-root user's PATH.
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or "/usr/sbin/nginx"

@@ -1,0 +1,71 @@
+"""A small client for the fleet's supervisord, over its unix control socket (the XML-RPC API supervisorctl uses)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import xmlrpc.client
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+
+class Supervisor:
+    def __init__(self, socket_path: Path):
+        self.socket_path = Path(socket_path)
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        self.rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+    def running(self) -> bool:
+        """True if a supervisord answers on the socket."""
+        if not self.socket_path.exists():
+            return False
+        try:
+            return self.rpc.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Fault, socket.error):
+            return False
+
+    def processes(self) -> list[dict]:
+        return self.rpc.getAllProcessInfo()
+
+    def process(self, name: str) -> dict:
+        return self.rpc.getProcessInfo(name)
+
+    def app_processes(self) -> list[dict]:
+        """The app group's processes, in port order; their `name` is app-PORT."""
+        apps = [p for p in self.processes() if p["group"] == "app"]
+        return sorted(apps, key=app_port)
+
+    def supervisord_pid(self) -> int:
+        return self.rpc.getPID()
+
+
+def app_port(info: dict) -> int:
+    return int(info["name"].rsplit("-", 1)[1])
+
+
+def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
+    """Wait until every pid has exited; returns those still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if p]
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if pid_alive(p)]
+        if alive:
+            time.sleep(0.1)
+    return alive
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); it has exited for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

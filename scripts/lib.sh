@@ -1,0 +1,48 @@
+# Shared by the scripts in this folder: install what is missing, idempotently. Sourced, not run.
+# Needs root only when a Debian package is missing (as on a fresh machine).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+# ensure_apt PACKAGE... : install the Debian packages that are not installed yet.
+ensure_apt() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing Debian packages: ${missing[*]}" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: need root to install ${missing[*]} (or install them yourself)" >&2
+        exit 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # The Debian nginx package may try to start its own service on port 80; we never use it.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_venv REQUIREMENTS_FILE : create .venv and install the pinned requirements when they changed.
+ensure_venv() {
+    local requirements="$ROOT/$1"
+    if ! command -v python3 >/dev/null 2>&1; then
+        ensure_apt python3 python3-venv
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV" 2>/dev/null || { ensure_apt python3-venv; python3 -m venv "$VENV"; }
+    fi
+    # Reinstall only when a requirements file changed (a stamp holds their checksum).
+    local stamp="$VENV/.installed-$(basename "$requirements")"
+    local sum
+    sum="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+        echo "installing Python packages from $1 into .venv" >&2
+        "$VENV/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+        echo "$sum" > "$stamp"
+    fi
+}
+
+# The fleet's own packages: nginx from Debian; everything else is in the venv.
+ensure_fleet() {
+    ensure_apt nginx
+    ensure_venv requirements.txt
+}
