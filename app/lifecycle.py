@@ -8,6 +8,7 @@ stops reusing it), wait for the in-flight count to reach zero within a deadline,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -39,12 +40,10 @@ class Lifecycle:
         try:
             await asyncio.wait_for(self._idle.wait(), deadline_seconds)
             clean = True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("drain deadline reached with %d request(s) still in flight", self.in_flight)
             clean = False
         # What is left now is idle keep-alive connections (or requests past the deadline).
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 1.0)
-        except asyncio.TimeoutError:
-            pass
         return clean

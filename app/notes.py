@@ -106,12 +106,12 @@ def to_json(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def _iso(moment: datetime.datetime) -> str:
     # BSON dates are UTC milliseconds; drivers return naive datetimes unless tz_aware is set.
-    return moment.replace(tzinfo=datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.replace(tzinfo=datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _now() -> datetime.datetime:
     # Truncated to milliseconds so what we return equals what the database stores.
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 

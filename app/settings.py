@@ -125,8 +125,8 @@ def read_env_file(path: Path) -> dict[str, str]:
     except OSError as exc:
         raise SettingsError(f"FLEET_ENV_FILE={str(path)!r}: {exc.strerror}") from None
     values = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")

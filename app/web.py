@@ -56,6 +56,4 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.DEBUG
     if access_log.isEnabledFor(level):
         request = handler.request
-        access_log.log(
-            level, "%d %s %s %.1fms", status, request.method, request.uri, 1000 * request.request_time()
-        )
+        access_log.log(level, "%d %s %s %.1fms", status, request.method, request.uri, 1000 * request.request_time())

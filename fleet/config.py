@@ -78,7 +78,9 @@ class FleetConfig:
                 raise SettingsError(f"{var}: {port} is not a usable port")
         for var, port in ports.items():
             if port in self.app_ports:
-                raise SettingsError(f"{var}: {port} collides with the app ports {self.app_ports[0]}-{self.app_ports[-1]}")
+                raise SettingsError(
+                    f"{var}: {port} collides with the app ports {self.app_ports[0]}-{self.app_ports[-1]}"
+                )
         if self.port == self.db_port:
             raise SettingsError("FLEET_DB_PORT: must differ from FLEET_PORT")
         self.app_settings()

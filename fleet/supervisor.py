@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
+import weakref
 import xmlrpc.client
 from pathlib import Path
 
@@ -15,6 +15,8 @@ class Supervisor:
     def __init__(self, socket_path: Path):
         self.socket_path = Path(socket_path)
         transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        # The transport keeps its socket open between calls; close it when this client goes away.
+        weakref.finalize(self, transport.close)
         self.rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
 
     def running(self) -> bool:
@@ -23,7 +25,7 @@ class Supervisor:
             return False
         try:
             return self.rpc.getState()["statename"] == "RUNNING"
-        except (OSError, xmlrpc.client.Fault, socket.error):
+        except (OSError, xmlrpc.client.Fault):
             return False
 
     def processes(self) -> list[dict]:
@@ -48,12 +50,11 @@ def app_port(info: dict) -> int:
 def wait_for_exit(pids: list[int], timeout: float) -> list[int]:
     """Wait until every pid has exited; returns those still alive at the deadline."""
     deadline = time.monotonic() + timeout
-    alive = [p for p in pids if p]
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if pid_alive(p)]
-        if alive:
-            time.sleep(0.1)
-    return alive
+    while True:
+        alive = [p for p in pids if p and pid_alive(p)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.1)
 
 
 def pid_alive(pid: int) -> bool:

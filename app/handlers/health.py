@@ -32,7 +32,7 @@ class ReadyHandler(BaseHandler):
         try:
             # The driver's own server-selection timeout should fire first; this bounds the probe regardless.
             await asyncio.wait_for(self.store.ping(), timeout + 0.5)
-        except (asyncio.TimeoutError, *DATABASE_UNAVAILABLE) as exc:
+        except (TimeoutError, *DATABASE_UNAVAILABLE) as exc:
             self.write_json({**info, "status": "unavailable", "error": type(exc).__name__}, 503)
             return
         self.write_json({**info, "status": "ready"})

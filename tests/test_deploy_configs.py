@@ -1,0 +1,84 @@
+"""deploy/nginx.conf and deploy/supervisord.conf agree, parsed by nginx and supervisor themselves."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from supervisor.options import ServerOptions
+
+from fleet.config import NGINX_TEMPLATE, SUPERVISORD_CONF, FleetConfig, nginx_binary, render_nginx
+
+
+def supervisor_groups(monkeypatch, config: FleetConfig) -> dict:
+    for key, value in config.supervisor_env().items():
+        monkeypatch.setenv(key, value)
+    (config.var_dir / "log").mkdir(parents=True, exist_ok=True)
+    options = ServerOptions()
+    options.realize(args=["-c", str(SUPERVISORD_CONF)])
+    return {group.name: group for group in options.process_group_configs}
+
+
+def upstream_ports(nginx_conf: str) -> list[int]:
+    block = re.search(r"upstream app \{(.*?)\}", nginx_conf, re.S).group(1)
+    return [int(p) for p in re.findall(r"^\s*server 127\.0\.0\.1:(\d+)", block, re.M)]
+
+
+@pytest.mark.parametrize("procs", [2, 5])
+def test_nginx_upstream_lists_exactly_supervisords_app_processes(monkeypatch, tmp_path, procs):
+    config = FleetConfig(var_dir=tmp_path, procs=procs, port=18080, app_port_base=18101, db_port=18200)
+    groups = supervisor_groups(monkeypatch, config)
+    app_ports = [int(re.search(r"--port (\d+)", p.command).group(1)) for p in groups["app"].process_configs]
+    names = [p.name for p in groups["app"].process_configs]
+
+    rendered = render_nginx(NGINX_TEMPLATE.read_text(), config.port, config.app_ports)
+    assert upstream_ports(rendered) == app_ports == list(range(18101, 18101 + procs))
+    assert names == [f"app-{port}" for port in app_ports]
+    assert re.search(r"^\s*listen 18080;", rendered, re.M)
+
+    # nginx itself accepts the rendered file.
+    prefix = tmp_path / "nginx"
+    (prefix / "tmp").mkdir(parents=True)
+    (prefix / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(rendered)
+    result = subprocess.run(
+        [nginx_binary(), "-t", "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_template_itself_is_the_default_two_process_config():
+    template = NGINX_TEMPLATE.read_text()
+    assert upstream_ports(template) == [8001, 8002]
+    assert render_nginx(template, 8080, [8001, 8002]) == template
+
+
+def test_supervisord_runs_db_only_without_mongodb_uri(monkeypatch, tmp_path):
+    embedded = supervisor_groups(monkeypatch, FleetConfig(var_dir=tmp_path, procs=2))
+    external = supervisor_groups(
+        monkeypatch, FleetConfig(var_dir=tmp_path, procs=2, mongodb_uri="mongodb://db.example/")
+    )
+    assert embedded["db"].process_configs[0].autostart is True
+    assert external["db"].process_configs[0].autostart is False
+
+
+def test_control_socket_is_private_and_there_is_no_network_listener(monkeypatch, tmp_path):
+    supervisor_groups(monkeypatch, FleetConfig(var_dir=tmp_path))  # sets the environment
+    options = ServerOptions()
+    options.realize(args=["-c", str(SUPERVISORD_CONF)])
+    (server,) = options.server_configs
+    assert server["family"].name == "AF_UNIX" and server["chmod"] == 0o700
+    assert Path(server["file"]) == tmp_path / "supervisor.sock"
+
+
+def test_the_database_mode_is_not_in_supervisord_conf():
+    # A mode in supervisord.conf would make a rolling switch impossible: it lives in the env file only.
+    settings_lines = [line for line in SUPERVISORD_CONF.read_text().splitlines() if not line.lstrip().startswith(";")]
+    assert not any("FLEET_DB_MODE" in line or "MONGODB_URI" in line for line in settings_lines)
+
+
+def test_app_stop_timeout_exceeds_the_drain_deadline(monkeypatch, tmp_path):
+    config = FleetConfig(var_dir=tmp_path)
+    app = supervisor_groups(monkeypatch, config)["app"].process_configs[0]
+    assert app.stopwaitsecs > config.app_settings().drain_seconds + 5

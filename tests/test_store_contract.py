@@ -1,0 +1,130 @@
+"""One contract for the `Store`, run against every mode on the real embedded server over TCP.
+
+Each test builds its store inside a fresh event loop, as a process does, and closes it at the end.
+"""
+
+import asyncio
+import threading
+
+import pytest
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
+from pymongo.operations import UpdateOne
+
+from app.settings import Settings
+from app.store import DATABASE_UNAVAILABLE, open_store
+
+
+def run_with_store(mode, uri, db_name, scenario, **settings):
+    async def main():
+        store = open_store(
+            Settings.from_mapping({"FLEET_DB_MODE": mode, "MONGODB_URI": uri, "FLEET_DB_NAME": db_name, **settings})
+        )
+        try:
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def test_reports_its_mode_and_pings(mode, mongo_uri, db_name):
+    async def scenario(store):
+        await store.ping()
+        return store.mode
+
+    assert run_with_store(mode, mongo_uri, db_name, scenario) == mode
+
+
+def test_insert_find_update_delete(mode, mongo_uri, db_name):
+    async def scenario(store):
+        await store.insert_one("c", {"_id": 1, "name": "a", "n": 1})
+        await store.insert_one("c", {"_id": 2, "name": "b", "n": 2})
+        found = await store.find_one("c", {"_id": 1})
+        projected = await store.find_one("c", {"_id": 2}, {"_id": 0, "name": 1})
+        missing = await store.find_one("c", {"_id": 3})
+        updated = await store.find_one_and_update("c", {"_id": 1}, {"$inc": {"n": 10}})
+        not_updated = await store.find_one_and_update("c", {"_id": 9}, {"$inc": {"n": 1}})
+        deleted = await store.delete_one("c", {"_id": 2})
+        deleted_again = await store.delete_one("c", {"_id": 2})
+        return found, projected, missing, updated, not_updated, deleted, deleted_again, await store.count("c", {})
+
+    found, projected, missing, updated, not_updated, deleted, deleted_again, count = run_with_store(
+        mode, mongo_uri, db_name, scenario
+    )
+    assert found == {"_id": 1, "name": "a", "n": 1}
+    assert projected == {"name": "b"}
+    assert missing is None
+    assert updated["n"] == 11  # the document after the update
+    assert not_updated is None
+    assert (deleted, deleted_again, count) == (1, 0, 1)
+
+
+def test_find_sorts_limits_and_materialises_large_results(mode, mongo_uri, db_name):
+    async def scenario(store):
+        await store.bulk_update(
+            "big", [UpdateOne({"_id": i}, {"$set": {"v": i % 7}}, upsert=True) for i in range(1, 1201)]
+        )
+        everything = await store.find("big", {})  # more than one batch: getMore must happen in the store
+        top = await store.find("big", {"v": 3}, sort=[("_id", -1)], limit=5, projection={"_id": 1})
+        return len(everything), top
+
+    total, top = run_with_store(mode, mongo_uri, db_name, scenario)
+    assert total == 1200
+    assert [d["_id"] for d in top] == [1200, 1193, 1186, 1179, 1172]
+
+
+def test_bulk_update_persists_and_empty_is_a_no_op(mode, mongo_uri, db_name):
+    async def scenario(store):
+        await store.insert_one("w", {"_id": 1, "r": 0})
+        await store.insert_one("w", {"_id": 2, "r": 0})
+        await store.bulk_update("w", [])
+        await store.bulk_update(
+            "w", [UpdateOne({"_id": 1}, {"$set": {"r": 5}}), UpdateOne({"_id": 2}, {"$set": {"r": 6}})]
+        )
+        return await store.find("w", {}, sort=[("_id", 1)])
+
+    assert run_with_store(mode, mongo_uri, db_name, scenario) == [{"_id": 1, "r": 5}, {"_id": 2, "r": 6}]
+
+
+def test_duplicate_key_is_the_drivers_error(mode, mongo_uri, db_name):
+    async def scenario(store):
+        await store.insert_one("d", {"_id": "x"})
+        await store.insert_one("d", {"_id": "x"})
+
+    with pytest.raises(DuplicateKeyError):
+        run_with_store(mode, mongo_uri, db_name, scenario)
+
+
+def test_unreachable_database_fails_fast_with_an_unavailable_error(mode, db_name):
+    async def scenario(store):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DATABASE_UNAVAILABLE):
+            await store.find_one("c", {"_id": 1})
+        return loop.time() - started
+
+    # Port 9 (discard) on loopback: nothing listens, connections are refused.
+    elapsed = run_with_store(
+        mode, "mongodb://127.0.0.1:9/?retryWrites=false", db_name, scenario, FLEET_DB_TIMEOUT_MS="300"
+    )
+    assert elapsed < 5
+
+
+def test_threads_mode_runs_driver_calls_in_its_own_pool(mongo_uri, db_name, monkeypatch):
+    threads = []
+    original = Collection.find
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "find", spy)
+
+    async def scenario(store):
+        await store.find("c", {})
+        return threading.current_thread().name
+
+    loop_thread = run_with_store("threads", mongo_uri, db_name, scenario)
+    # The cursor is created and drained in a worker of the store's pool ("db_N"), not on the loop's thread.
+    assert threads and all(name.startswith("db") and name != loop_thread for name in threads)
