@@ -27,8 +27,9 @@ ensure_venv() {
     if ! command -v python3 >/dev/null 2>&1; then
         ensure_apt python3 python3-venv
     fi
-    if [ ! -x "$VENV/bin/python" ]; then
-        python3 -m venv "$VENV" 2>/dev/null || { ensure_apt python3-venv; python3 -m venv "$VENV"; }
+    # Check for pip, not python: on Debian without python3-venv, `python3 -m venv` leaves a venv with no pip.
+    if [ ! -x "$VENV/bin/pip" ]; then
+        python3 -m venv "$VENV" 2>/dev/null || { ensure_apt python3-venv; python3 -m venv --clear "$VENV"; }
     fi
     # Reinstall only when a requirements file changed (a stamp holds their checksum).
     local stamp="$VENV/.installed-$(basename "$requirements")"
