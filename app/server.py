@@ -39,11 +39,21 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s [port {args.port} pid %(process)d] %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(settings, args.port))
+        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+            runner.run(serve(settings, args.port))
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", settings.host, args.port, exc)
         return 1
     return 0
+
+
+def loop_factory(event_loop: str):
+    """The event loop FLEET_EVENT_LOOP names (None: asyncio's default). uvloop is imported only when chosen."""
+    if event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 async def serve(settings: Settings, port: int) -> None:
@@ -59,7 +69,9 @@ async def serve(settings: Settings, port: int) -> None:
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(port, address=settings.host)
-        log.info("listening on %s:%d, db_mode=%s", settings.host, port, settings.db_mode)
+        log.info(
+            "listening on %s:%d, db_mode=%s, event_loop=%s", settings.host, port, settings.db_mode, settings.event_loop
+        )
         await stop.wait()
         log.info("stopping")
         await lifecycle.drain(server, settings.drain_seconds)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 DB_MODES = ("motor", "threads", "async")
+EVENT_LOOPS = ("asyncio", "uvloop")
 
 # The embedded server's retryable-write bookkeeping is O(n) in recent writes: with retryWrites on, its write
 # throughput falls from ~2,000 to ~140 ops/s after 10,000 writes. Real mongod does not need this.
@@ -49,6 +50,9 @@ class Settings:
     drain_seconds: float = 10.0
     host: str = "127.0.0.1"
     log_level: str = "INFO"
+    # asyncio's own loop by default; uvloop (libuv) is an opt-in measured by scripts/bench: it speeds up the
+    # HTTP endpoints, while the database endpoints stay bound by the database (see README, "Performance").
+    event_loop: str = "asyncio"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +84,7 @@ class Settings:
         for name in ("db_timeout_ms", "db_socket_timeout_ms", "db_pool_size", "db_threads", "blocking_threads"):
             _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
         _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
+        _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
         _require(
             self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
             "FLEET_LOG_LEVEL",

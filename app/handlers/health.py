@@ -22,6 +22,8 @@ class ReadyHandler(BaseHandler):
             "pid": os.getpid(),
             "port": self.process.port,
             "db_mode": self.store.mode,
+            # The loop actually running ("asyncio" or "uvloop"), not the setting: what scripts/bench checks.
+            "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
             "draining": self.lifecycle.draining,
             "in_flight": self.lifecycle.in_flight,
         }
