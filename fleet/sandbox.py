@@ -1,0 +1,125 @@
+"""Throw-away fleets and processes on free ports in /tmp folders: what the tests and the benchmark both boot.
+
+Nothing here touches the default ports (8080, 8001.., 27018) or `var/`; every process started is stopped by its
+PID, never by name, because other fleets may be running on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pymongo.errors import PyMongoError
+
+from app.settings import embedded_uri
+from fleet import launcher, probe
+from fleet.config import FleetConfig
+from fleet.seed import seed
+from fleet.supervisor import Supervisor, wait_for_exit
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive ports that are free on 127.0.0.1 right now."""
+    for _ in range(200):
+        with socket.socket() as probe_socket:
+            probe_socket.bind(("127.0.0.1", 0))
+            base = probe_socket.getsockname()[1]
+        if base + count >= 65000:
+            continue
+        if all(port_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no block of free ports found")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def short_tmp_dir(prefix: str) -> Path:
+    """A folder directly under /tmp that nginx's workers can enter: pytest's own tmp folders are private (0700),
+    which nginx's unprivileged workers cannot enter, and deep enough to overflow a unix socket path (108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)
+    return path
+
+
+def start_process(args: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    # By PID, never by name.
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def start_embedded_db(port: int, storage: str | Path, log_path: Path, timeout: float = 20) -> subprocess.Popen:
+    """Start the embedded server (`:memory:` or a folder) and seed `world` and `fortune` in database `fleet`."""
+    args = [str(VENV_BIN / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage)]
+    server = start_process(args, log_path)
+    uri = embedded_uri(port)
+
+    def seeded() -> bool:
+        try:
+            seed(uri, "fleet", timeout_ms=500)
+            return True
+        except PyMongoError:
+            return server.poll() is not None
+
+    if not probe.wait_until(seeded, timeout, interval=0.2) or server.poll() is not None:
+        stop_process(server)
+        raise RuntimeError(f"embedded server did not start: {log_path.read_text()[-2000:]}")
+    return server
+
+
+def fleet_config(
+    mode: str = "motor", procs: int = 2, *, mongodb_uri: str | None = None, prefix: str = "fleet-", **app_env: str
+) -> FleetConfig:
+    """A fleet in a new /tmp folder on free ports; with `mongodb_uri`, it uses that database instead of its own."""
+    var_dir = short_tmp_dir(f"{prefix}{mode}-")
+    base = free_port_block(procs + 2)
+    return FleetConfig(
+        var_dir=var_dir,
+        port=base + procs,
+        procs=procs,
+        app_port_base=base,
+        db_port=base + procs + 1,
+        mongodb_uri=mongodb_uri,
+        app_env={"FLEET_DB_MODE": mode, **app_env},
+    )
+
+
+def stop_fleet(config: FleetConfig) -> None:
+    """Stop a fleet started with `launcher.up` and remove its folder, killing by PID whatever hangs."""
+    supervisor = Supervisor(config.socket)
+    pids = []
+    if supervisor.running():
+        pids = [supervisor.supervisord_pid()] + [p["pid"] for p in supervisor.processes() if p["pid"]]
+    try:
+        launcher.down(config, log=lambda *_: None)
+    except launcher.FleetError:
+        # Shutdown hung: kill what is left, by PID (never by name: other fleets may be running).
+        for pid in wait_for_exit(pids, 0):
+            os.kill(pid, signal.SIGKILL)
+        wait_for_exit(pids, 5)
+    shutil.rmtree(config.var_dir, ignore_errors=True)
