@@ -18,6 +18,7 @@ from app.blocking import BlockingPool
 from app.lifecycle import Lifecycle
 from app.settings import Settings, SettingsError
 from app.store import open_store
+from app.watchdog import Watchdog
 from app.web import make_app
 
 log = logging.getLogger("fleet.server")
@@ -65,7 +66,10 @@ async def serve(settings: Settings, port: int) -> None:
     store = open_store(settings)
     blocking = BlockingPool(settings.blocking_threads)
     lifecycle = Lifecycle()
-    app = make_app(settings, store, blocking=blocking, port=port, lifecycle=lifecycle)
+    # Stopped last, so it also names code that blocks the loop during the drain or while closing the store.
+    watchdog = Watchdog(settings.watchdog_ms / 1000)
+    watchdog.start()
+    app = make_app(settings, store, blocking=blocking, port=port, lifecycle=lifecycle, watchdog=watchdog)
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(port, address=settings.host)
@@ -78,4 +82,5 @@ async def serve(settings: Settings, port: int) -> None:
     finally:
         await store.close()
         blocking.shutdown()
+        watchdog.stop()
         log.info("stopped")

@@ -53,6 +53,11 @@ class Settings:
     # asyncio's own loop by default; uvloop (libuv) is an opt-in measured by scripts/bench: it speeds up the
     # HTTP endpoints, while the database endpoints stay bound by the database (see README, "Performance").
     event_loop: str = "asyncio"
+    # Loop lag past which the watchdog logs the blocking code's stack (app/watchdog.py): far above the lag of a
+    # busy but healthy loop (a few ms), far below what a client notices.
+    watchdog_ms: int = 300
+    # The fault-injection endpoint (/fault/block, app/handlers/fault.py): for demos and tests, never production.
+    faults: bool = False
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +90,7 @@ class Settings:
             _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
         _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
         _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
+        _require(self.watchdog_ms >= 10, "FLEET_WATCHDOG_MS", "must be at least 10")
         _require(
             self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
             "FLEET_LOG_LEVEL",

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import tornado.web
 
-from app.handlers import benchmark, health, notes
+from app.handlers import benchmark, fault, health, notes
 from app.handlers.base import NotFoundHandler
 from app.lifecycle import Lifecycle
+from app.watchdog import Watchdog
 
 HERE = Path(__file__).parent
 access_log = logging.getLogger("fleet.access")
@@ -21,7 +22,15 @@ class ProcessInfo:
     port: int
 
 
-def make_app(settings, store, *, blocking, port: int, lifecycle: Lifecycle | None = None) -> tornado.web.Application:
+def make_app(
+    settings,
+    store,
+    *,
+    blocking,
+    port: int,
+    lifecycle: Lifecycle | None = None,
+    watchdog: Watchdog | None = None,
+) -> tornado.web.Application:
     routes = [
         (r"/healthz", health.HealthHandler),
         (r"/readyz", health.ReadyHandler),
@@ -34,6 +43,8 @@ def make_app(settings, store, *, blocking, port: int, lifecycle: Lifecycle | Non
         (r"/updates", benchmark.UpdatesHandler),
         (r"/fortunes", benchmark.FortunesHandler),
     ]
+    if settings.faults:
+        routes.append((r"/fault/block", fault.BlockHandler))
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
@@ -45,6 +56,8 @@ def make_app(settings, store, *, blocking, port: int, lifecycle: Lifecycle | Non
         blocking=blocking,
         process=ProcessInfo(port=port),
         lifecycle=lifecycle or Lifecycle(),
+        # app.server starts one inside the loop; an app built without one reports zero lag.
+        watchdog=watchdog or Watchdog(settings.watchdog_ms / 1000),
         # TFB forbids compression; nginx is the place to add it for real traffic.
         compress_response=False,
     )

@@ -26,6 +26,10 @@ class ReadyHandler(BaseHandler):
             "event_loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
             "draining": self.lifecycle.draining,
             "in_flight": self.lifecycle.in_flight,
+            # Event-loop lag (app/watchdog.py): now, the worst of the last minute, and stalls past the threshold.
+            "loop_lag_ms": round(1000 * self.settings["watchdog"].current_lag, 1),
+            "loop_lag_max_ms": round(1000 * self.settings["watchdog"].max_lag, 1),
+            "loop_stalls": self.settings["watchdog"].stalls,
         }
         if self.lifecycle.draining:
             self.write_json({**info, "status": "draining"}, 503)
