@@ -1,0 +1,190 @@
+"""scripts/bench: the TechEmpower workload through nginx, for each database mode, event loop and process count,
+with the references that bound it on this machine (nginx alone, one process without nginx, the database alone).
+
+Writes report.md (also printed), results.json (everything, with machine info and package versions),
+results.csv and throughput.png / latency.png into --out. Exit status: 0 done, 1 could not run, 2 bad arguments,
+3 done but some requests failed (see the errors column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from app.settings import DB_MODES, EVENT_LOOPS
+from fleet.bench import plots, report, runner, wrk
+from fleet.bench.endpoints import ENDPOINTS
+from fleet.bench.stats import total_errors
+from fleet.config import ROOT
+
+DEFAULT_OUT = ROOT / "results" / "bench"
+# Quick runs are smoke tests: keep them out of the committed results.
+QUICK_OUT = ROOT / "var" / "bench-quick"
+EXIT_FAILED_REQUESTS = 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    defaults = runner.Plan()
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example: scripts/bench --modes async --loops asyncio,uvloop --procs 1,2 --duration 5",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 process, 1 run of 1 s per cell, no warm-up (~1.5 min)"
+    )
+    parser.add_argument("--modes", type=names_of(DB_MODES), help=f"database modes (default: {','.join(DB_MODES)})")
+    parser.add_argument("--loops", type=names_of(EVENT_LOOPS), help=f"event loops (default: {','.join(EVENT_LOOPS)})")
+    parser.add_argument("--procs", type=counts, help="app process counts (default: 1,2,4)")
+    parser.add_argument("--endpoints", type=names_of(ENDPOINTS), help=f"default: {','.join(ENDPOINTS)}")
+    parser.add_argument(
+        "--direct-endpoints",
+        type=names_of(ENDPOINTS, allow_empty=True),
+        help="endpoints also measured on one process without nginx ('' for none; default: json,plaintext,db)",
+    )
+    parser.add_argument("--runs", type=positive, help=f"measured runs per cell (default: {defaults.runs})")
+    parser.add_argument("--duration", type=positive, help=f"seconds per run (default: {defaults.duration_s})")
+    parser.add_argument("--warmup", type=non_negative, help=f"warm-up seconds per cell (default: {defaults.warmup_s})")
+    parser.add_argument("--connections", type=positive, help=f"wrk connections (default: {defaults.wrk.connections})")
+    parser.add_argument(
+        "--wrk-threads", type=positive, help="wrk threads (default: 1 per 2 CPUs, at most 4: wrk shares the CPUs)"
+    )
+    parser.add_argument("--db-threads", type=positive, help="client threads of the database reference (default: 8)")
+    parser.add_argument("--url", help="measure this running fleet (http://HOST:PORT) instead of booting fleets")
+    parser.add_argument("--mongodb-uri", help="with --url: the database to measure as the 'database alone' reference")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: results/bench; with --quick: var/bench-quick)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--report-only", type=Path, metavar="RESULTS_JSON", help="rewrite report and plots from a saved results.json"
+    )
+    return parser.parse_args(argv)
+
+
+def names_of(allowed, allow_empty: bool = False):
+    def parse(raw: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in raw.split(",") if n.strip())
+        unknown = [n for n in names if n not in allowed]
+        if unknown or (not names and not allow_empty):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
+def counts(raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(n) for n in raw.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated integers, e.g. 1,2,4") from None
+    if not values or any(not 1 <= v <= 64 for v in values):
+        raise argparse.ArgumentTypeError("process counts must be between 1 and 64")
+    return values
+
+
+def positive(raw: str) -> int:
+    value = non_negative(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def non_negative(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def default_wrk_threads() -> int:
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+def build_plan(args: argparse.Namespace) -> runner.Plan:
+    quick = args.quick
+    plan = runner.Plan(
+        procs=(1,) if quick else runner.Plan.procs,
+        direct_endpoints=("json",) if quick else runner.Plan.direct_endpoints,
+        runs=1 if quick else runner.Plan.runs,
+        duration_s=1 if quick else runner.Plan.duration_s,
+        warmup_s=0 if quick else runner.Plan.warmup_s,
+        db_threads=4 if quick else 8,
+        wrk=wrk.WrkOptions(threads=default_wrk_threads(), connections=16 if quick else 64),
+    )
+    overrides = {
+        "modes": args.modes,
+        "loops": args.loops,
+        "procs": args.procs,
+        "endpoints": args.endpoints,
+        "direct_endpoints": args.direct_endpoints,
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "db_threads": args.db_threads,
+        "url": args.url,
+        "mongodb_uri": args.mongodb_uri,
+    }
+    wrk_options = wrk.WrkOptions(
+        threads=args.wrk_threads or plan.wrk.threads,
+        connections=args.connections or plan.wrk.connections,
+    )
+    return runner.Plan(
+        **{
+            **{f: getattr(plan, f) for f in runner.Plan.__dataclass_fields__},
+            **{k: v for k, v in overrides.items() if v is not None},
+            "wrk": wrk_options,
+        }
+    )
+
+
+def write_outputs(results: dict, out: Path, with_plots: bool) -> list[Path]:
+    written = report.write_raw(results, out)
+    text = report.markdown(results)
+    (out / "report.md").write_text(text)
+    written.append(out / "report.md")
+    if with_plots:
+        written += plots.write_plots(results, out)
+    print(text)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report_only:
+        try:
+            results = json.loads(args.report_only.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"bench: cannot read {args.report_only}: {exc}", file=sys.stderr)
+            return 2
+        out = args.out or args.report_only.parent
+    else:
+        plan = build_plan(args)
+        if plan.url and not plan.url.startswith("http://"):
+            print("bench: --url must be http://HOST:PORT", file=sys.stderr)
+            return 2
+        out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+        estimate = plan.estimate_seconds()
+        print(f"bench: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
+        try:
+            results = runner.run(plan)
+        except (runner.BenchError, wrk.WrkError, RuntimeError, OSError) as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("bench: interrupted; every process it started was stopped", file=sys.stderr)
+            return 130
+    written = write_outputs(results, out, with_plots=not args.no_plots)
+    print("bench: wrote " + ", ".join(str(p) for p in written))
+    errors = total_errors(results["measurements"])
+    if errors:
+        print(f"bench: {errors} requests failed (see the errors column)", file=sys.stderr)
+        return EXIT_FAILED_REQUESTS
+    return 0

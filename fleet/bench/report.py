@@ -1,0 +1,282 @@
+"""The markdown report and the raw files (JSON with everything, CSV with one row per measurement).
+
+`results` is what the runner saves as results.json: {"config": {...}, "machine": {...}, "measurements": [...]}
+(see `fleet.bench.stats` for a measurement's fields). Everything here is a pure function of it, so a saved
+results.json can be re-reported (`python -m fleet.bench --report-only results.json`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+
+from fleet.bench import machine
+from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
+from fleet.bench.stats import find, ratio, total_errors, variants
+
+DAGGER = "†"
+CSV_FIELDS = ("target", "endpoint", "path", "mode", "loop", "procs", "rps", "p50_ms", "p99_ms", "errors", "requests")
+
+
+def fmt_rate(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def endpoint_names(measurements: list[dict]) -> list[str]:
+    """The endpoints measured through nginx, in the workload's order."""
+    present = {m["endpoint"] for m in measurements if m["target"] == "fleet"}
+    return [name for name in ENDPOINTS if name in present]
+
+
+def column_title(name: str) -> str:
+    endpoint = ENDPOINTS[name]
+    return f"`{endpoint.path}`" + (f" {DAGGER}" if endpoint.db_ops else "")
+
+
+def markdown(results: dict) -> str:
+    config, measurements = results["config"], results["measurements"]
+    parts = [
+        "# Tornado Fleet on the TechEmpower workload",
+        intro(config, results["machine"], measurements),
+        "## References",
+        references_table(measurements, config),
+        "## Throughput through nginx (requests/s, median)",
+        fleet_table(measurements, lambda m: fmt_rate(m["rps"]), errors_column=True),
+        "## Latency through nginx, p50 / p99 (ms, median)",
+        fleet_table(measurements, lambda m: f"{fmt_ms(m['p50_ms'])} / {fmt_ms(m['p99_ms'])}"),
+        "## Against the references",
+        ratios_legend(),
+        ratios_table(measurements),
+        "## Headlines",
+        headlines(measurements),
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def intro(config: dict, info: dict, measurements: list[dict]) -> str:
+    errors = total_errors(measurements)
+    return "\n".join(
+        [
+            f"Measured {info['date']} on {machine.summary_line(info)}; load average at start "
+            f"{', '.join(f'{x:.2f}' for x in info['load_average'])}.",
+            "",
+            f"wrk `-t{config['wrk_threads']} -c{config['connections']}`, {config['runs']} run(s) of "
+            f"{config['duration_s']} s per cell after a {config['warmup_s']} s warm-up; figures are medians over the "
+            f"runs. `/plaintext` is pipelined {ENDPOINTS['plaintext'].depth} deep (wrk times a pipelined batch, not "
+            f"each request, and often reports no distribution for it: n/a). Database: {config['database']}.",
+            "",
+            f"{DAGGER} {DB_BOUND_NOTE}.",
+            "",
+            f"**Failed requests** (socket errors + non-2xx answers), all cells: **{errors}**.",
+        ]
+    )
+
+
+def references_table(measurements: list[dict], config: dict) -> str:
+    rows = []
+    for m in measurements:
+        if m["target"] == "nginx":
+            what = "`return 200`" + (" pipelined" if m["endpoint"] == "pipelined" else "")
+            rows.append(["nginx alone", what, fmt_rate(m["rps"]) + " req/s", *_latency_errors(m)])
+        elif m["target"] == "db":
+            what = f"PyMongo `find_one` by random `_id`, {config['db_threads']} threads {DAGGER}"
+            rows.append(["database alone", what, fmt_rate(m["rps"]) + " ops/s", *_latency_errors(m)])
+    for m in measurements:
+        if m["target"] == "direct":
+            what = f"`{ENDPOINTS[m['endpoint']].path}`, {m['mode']}, {m['loop']}"
+            rows.append(["one app process, no nginx", what, fmt_rate(m["rps"]) + " req/s", *_latency_errors(m)])
+    if not rows:
+        return "No reference was measured."
+    return table(["reference", "what", "throughput", "p50 ms", "p99 ms", "errors"], rows)
+
+
+def _latency_errors(m: dict) -> list[str]:
+    return [fmt_ms(m["p50_ms"]), fmt_ms(m["p99_ms"]), str(m["errors"])]
+
+
+def fleet_table(measurements: list[dict], cell, errors_column: bool = False) -> str:
+    names = endpoint_names(measurements)
+    header = ["mode", "loop", "procs", *[column_title(n) for n in names]] + (["errors"] if errors_column else [])
+    rows = []
+    for mode, loop, procs in variants(measurements):
+        row = [mode, loop, str(procs if procs is not None else "?")]
+        errors = 0
+        for name in names:
+            m = find(measurements, target="fleet", mode=mode, loop=loop, procs=procs, endpoint=name)
+            row.append(cell(m) if m else "—")
+            errors += m["errors"] if m else 0
+        rows.append(row + ([str(errors)] if errors_column else []))
+    return table(header, rows)
+
+
+def ratios_legend() -> str:
+    ops = ", ".join(f"`{e.path}` {e.db_ops}" for e in ENDPOINTS.values() if e.db_ops)
+    return (
+        "`÷ nginx`: requests/s ÷ nginx alone's (pipelined for `/plaintext`): how close the fleet gets to the proxy "
+        "layer's ceiling. `÷ direct`: ÷ one process of the same mode and loop hit without nginx (at 1 process, the "
+        "cost of the extra hop). `÷ db`: the database operations/s the row implies (requests/s × operations per "
+        f"request: {ops}) ÷ the database alone's: the share of the database's ceiling the endpoint reaches."
+    )
+
+
+def ratio_columns(measurements: list[dict]) -> list[tuple[str, str]]:
+    """(endpoint, reference) pairs that have a figure in this run."""
+    columns = []
+    for name in endpoint_names(measurements):
+        endpoint = ENDPOINTS[name]
+        if not endpoint.db_ops and any(m["target"] == "nginx" for m in measurements):
+            columns.append((name, "nginx"))
+        if find(measurements, target="direct", endpoint=name):
+            columns.append((name, "direct"))
+        if endpoint.db_ops and any(m["target"] == "db" for m in measurements):
+            columns.append((name, "db"))
+    return columns
+
+
+def reference_ratio(measurements: list[dict], m: dict, reference: str) -> float | None:
+    endpoint = ENDPOINTS[m["endpoint"]]
+    if reference == "nginx":
+        ref = find(measurements, target="nginx", endpoint="pipelined" if endpoint.depth > 1 else "plain")
+        return ratio(m["rps"], ref and ref["rps"])
+    if reference == "direct":
+        ref = find(measurements, target="direct", endpoint=m["endpoint"], mode=m["mode"], loop=m["loop"])
+        return ratio(m["rps"], ref and ref["rps"])
+    ref = find(measurements, target="db")
+    return ratio(m["rps"] * endpoint.db_ops, ref and ref["rps"])
+
+
+def ratios_table(measurements: list[dict]) -> str:
+    columns = ratio_columns(measurements)
+    if not columns:
+        return "No reference to compare with."
+    header = ["mode", "loop", "procs", *[f"`{ENDPOINTS[n].path}` ÷ {ref}" for n, ref in columns]]
+    rows = []
+    for mode, loop, procs in variants(measurements):
+        row = [mode, loop, str(procs if procs is not None else "?")]
+        for name, ref in columns:
+            m = find(measurements, target="fleet", mode=mode, loop=loop, procs=procs, endpoint=name)
+            row.append(fmt_ratio(reference_ratio(measurements, m, ref)) if m else "—")
+        rows.append(row)
+    return table(header, rows)
+
+
+def headlines(measurements: list[dict]) -> str:
+    parts = [nginx_hop_line(measurements), scaling_line(measurements), modes_table(measurements)]
+    parts.append(loops_table(measurements))
+    return "\n\n".join(p for p in parts if p)
+
+
+def nginx_hop_line(measurements: list[dict]) -> str:
+    """/json through a 1-process fleet ÷ the same process without nginx, per mode and loop."""
+    pairs = []
+    for mode, loop, procs in variants(measurements):
+        m = find(measurements, target="fleet", mode=mode, loop=loop, procs=procs, endpoint="json")
+        if procs == 1 and m:
+            value = reference_ratio(measurements, m, "direct")
+            if value is not None:
+                pairs.append((f"{mode}/{loop}", value))
+    if not pairs:
+        return ""
+    each = ", ".join(f"{label} {fmt_ratio(v)}" for label, v in pairs)
+    median = statistics.median(v for _, v in pairs)
+    return (
+        f"- **The nginx hop** (`/json`, 1 process through nginx ÷ the same process direct): "
+        f"median {fmt_ratio(median)} ({each})."
+    )
+
+
+def scaling_line(measurements: list[dict]) -> str:
+    """/json at the most processes ÷ at 1 process, through nginx, per mode and loop."""
+    fleets = variants(measurements)
+    counts = sorted({p for _, _, p in fleets if p is not None})
+    if len(counts) < 2 or counts[0] != 1:
+        return ""
+    top = counts[-1]
+    pairs = []
+    for mode, loop in dict.fromkeys((mode, loop) for mode, loop, _ in fleets):
+        one = find(measurements, target="fleet", mode=mode, loop=loop, procs=1, endpoint="json")
+        many = find(measurements, target="fleet", mode=mode, loop=loop, procs=top, endpoint="json")
+        if one and many:
+            pairs.append((f"{mode}/{loop}", ratio(many["rps"], one["rps"])))
+    if not pairs:
+        return ""
+    each = ", ".join(f"{label} {fmt_ratio(v)}" for label, v in pairs)
+    return f"- **Processes** (`/json` through nginx, {top} processes ÷ 1): {each}."
+
+
+def modes_table(measurements: list[dict]) -> str:
+    """Each mode's requests/s on the database endpoints ÷ the first mode's, at the same loop and process count."""
+    fleets = variants(measurements)
+    modes = list(dict.fromkeys(mode for mode, _, _ in fleets))
+    names = [n for n in endpoint_names(measurements) if ENDPOINTS[n].db_ops]
+    if len(modes) < 2 or not names:
+        return ""
+    base = modes[0]
+    header = ["endpoint", "loop", "procs", f"{base} req/s", *[f"{mode} ÷ {base}" for mode in modes[1:]]]
+    rows = []
+    for name in names:
+        for loop, procs in dict.fromkeys((loop, procs) for _, loop, procs in fleets):
+            ref = find(measurements, target="fleet", mode=base, loop=loop, procs=procs, endpoint=name)
+            row = [f"`{ENDPOINTS[name].path}` {DAGGER}", loop, str(procs), fmt_rate(ref and ref["rps"])]
+            for mode in modes[1:]:
+                m = find(measurements, target="fleet", mode=mode, loop=loop, procs=procs, endpoint=name)
+                row.append(fmt_ratio(ratio(m and m["rps"], ref and ref["rps"])))
+            rows.append(row)
+    return f"**Database modes** (requests/s ÷ {base}'s, same loop and processes):\n\n" + table(header, rows)
+
+
+def loops_table(measurements: list[dict]) -> str:
+    """uvloop's requests/s ÷ asyncio's, same mode, processes and endpoint."""
+    fleets = variants(measurements)
+    if not {"asyncio", "uvloop"} <= {loop for _, loop, _ in fleets}:
+        return ""
+    names = endpoint_names(measurements)
+    rows = []
+    for mode, procs in dict.fromkeys((mode, procs) for mode, _, procs in fleets):
+        row = [mode, str(procs)]
+        for name in names:
+            slow = find(measurements, target="fleet", mode=mode, loop="asyncio", procs=procs, endpoint=name)
+            fast = find(measurements, target="fleet", mode=mode, loop="uvloop", procs=procs, endpoint=name)
+            row.append(fmt_ratio(ratio(fast and fast["rps"], slow and slow["rps"])))
+        rows.append(row)
+    header = ["mode", "procs", *[column_title(n) for n in names]]
+    return "**uvloop ÷ asyncio** (requests/s, same mode and processes):\n\n" + table(header, rows)
+
+
+def write_raw(results: dict, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / "results.json"
+    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    csv_path = folder / "results.csv"
+    csv_path.write_text(to_csv(results["measurements"]))
+    return [json_path, csv_path]
+
+
+def to_csv(measurements: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for m in measurements:
+        writer.writerow({**m, "path": ENDPOINTS[m["endpoint"]].path if m["endpoint"] in ENDPOINTS else ""})
+    return out.getvalue()

@@ -1,0 +1,249 @@
+"""One benchmark run: the references, then one fleet per (process count, mode, loop), each endpoint through nginx.
+
+Cells are ordered so that what is compared is measured close together in time (on a shared machine the noise
+drifts): for each process count, every mode, and for each mode asyncio then uvloop back to back. All fleets use
+one embedded database the run starts and seeds once, on disk like `scripts/run`'s, in the run's /tmp folder;
+every process started is stopped by PID on the way out, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from app.settings import embedded_uri
+from fleet import launcher, probe
+from fleet.bench import references, wrk
+from fleet.bench.endpoints import ENDPOINTS
+from fleet.bench.machine import machine_info
+from fleet.bench.stats import measurement
+from fleet.config import FleetConfig
+from fleet.sandbox import (
+    fleet_config,
+    free_port_block,
+    short_tmp_dir,
+    start_embedded_db,
+    stop_fleet,
+    stop_process,
+)
+
+# Seconds a fleet takes to boot and stop (for the time estimate only).
+FLEET_OVERHEAD_S = 6.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    modes: tuple[str, ...] = ("motor", "threads", "async")
+    loops: tuple[str, ...] = ("asyncio", "uvloop")
+    procs: tuple[int, ...] = (1, 2, 4)
+    endpoints: tuple[str, ...] = tuple(ENDPOINTS)
+    # Endpoints also measured on one app process without nginx (the reference for the hop's cost).
+    direct_endpoints: tuple[str, ...] = ("json", "plaintext", "db")
+    runs: int = 3
+    duration_s: int = 2
+    warmup_s: int = 1
+    wrk: wrk.WrkOptions = dataclasses.field(default_factory=wrk.WrkOptions)
+    db_threads: int = 8
+    # A running fleet to measure instead of booting fleets (its mode and loop are read from /readyz).
+    url: str | None = None
+    # The database for the "database alone" reference with --url (the run's own embedded one otherwise).
+    mongodb_uri: str | None = None
+    db_name: str = "fleet"
+
+    def cell_seconds(self) -> float:
+        # wrk stops ~0.1 s after its duration; a run also pays process start-up.
+        return self.warmup_s + self.runs * (self.duration_s + 0.15) + (0.15 if self.warmup_s else 0)
+
+    def estimate_seconds(self) -> float:
+        references_s = 3 * self.cell_seconds()
+        if self.url:
+            return references_s + len(self.endpoints) * self.cell_seconds()
+        fleets = len(self.modes) * len(self.loops) * len(self.procs)
+        cells = fleets * len(self.endpoints) + len(self.modes) * len(self.loops) * len(self.direct_endpoints)
+        return references_s + cells * self.cell_seconds() + fleets * FLEET_OVERHEAD_S
+
+
+class Progress:
+    """Progress lines with elapsed time and an estimate of what is left."""
+
+    def __init__(self, total_s: float, out=None):
+        self.total_s = total_s
+        self.start = time.monotonic()
+        self.out = out or sys.stdout
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.start
+        left = max(0.0, self.total_s - elapsed)
+        print(f"[{_clock(elapsed)} elapsed, ~{_clock(left)} left] {message}", file=self.out, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
+    """Run the plan; returns the results dict that `report` and `plots` read (and results.json holds)."""
+    progress = progress or Progress(plan.estimate_seconds())
+    folder = short_tmp_dir("bench-")
+    measurements: list[dict] = []
+    db_server = None
+    try:
+        info = machine_info()
+        pipeline_script = wrk.write_pipeline_script(folder)
+        cell = CellRunner(plan, pipeline_script, progress)
+        db_uri = plan.mongodb_uri
+        if not plan.url:
+            port = free_port_block(1)
+            progress(f"starting the embedded database on 127.0.0.1:{port} and seeding it")
+            db_server = start_embedded_db(port, folder / "db", folder / "db.log")
+            db_uri = embedded_uri(port)
+        measurements += measure_references(plan, cell, folder, db_uri, progress)
+        if plan.url:
+            measurements += measure_given_fleet(plan, cell)
+        else:
+            measurements += measure_fleets(plan, cell, db_uri, progress)
+    finally:
+        if db_server is not None:
+            stop_process(db_server)
+        shutil.rmtree(folder, ignore_errors=True)
+    if not plan.url:
+        database = "the embedded SecantusDB, started by the run, on disk (as `scripts/run` runs it)"
+    elif plan.mongodb_uri:
+        database = f"the given fleet's; the database alone was measured on {plan.mongodb_uri}"
+    else:
+        database = "the given fleet's (not measured alone: pass --mongodb-uri)"
+    config = {
+        **{k: v for k, v in dataclasses.asdict(plan).items() if k != "wrk"},
+        "wrk_threads": plan.wrk.threads,
+        "connections": plan.wrk.connections,
+        "wrk_timeout_s": plan.wrk.timeout_s,
+        "database": database,
+    }
+    return {"config": config, "machine": info, "measurements": measurements}
+
+
+class CellRunner:
+    """Measures one URL: a warm-up run (discarded), then `runs` wrk runs, one progress line per run."""
+
+    def __init__(self, plan: Plan, pipeline_script: Path, progress):
+        self.plan = plan
+        self.pipeline_script = pipeline_script
+        self.progress = progress
+
+    def __call__(self, label: str, url: str, depth: int = 1) -> list[dict]:
+        plan = self.plan
+        if plan.warmup_s:
+            wrk.run(url, plan.warmup_s, plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
+        runs = []
+        for index in range(plan.runs):
+            result = wrk.run(url, plan.duration_s, plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
+            runs.append(
+                {
+                    "rps": result.rps,
+                    "p50_ms": result.p50_ms,
+                    "p99_ms": result.p99_ms,
+                    "errors": result.errors,
+                    "requests": result.requests,
+                    "socket_errors": result.socket_errors,
+                    "non_2xx": result.non_2xx,
+                }
+            )
+            p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:.1f} ms"
+            self.progress(
+                f"{label} run {index + 1}/{plan.runs}: {result.rps:,.0f} req/s, p99 {p99}, {result.errors} errors"
+            )
+        return runs
+
+
+def measure_references(plan: Plan, cell: CellRunner, folder: Path, db_uri: str | None, progress) -> list[dict]:
+    found = []
+    with references.NginxAlone(folder / "nginx-alone", free_port_block(1)) as nginx:
+        found.append(measurement("nginx", "plain", cell("nginx alone, return 200", nginx.url)))
+        depth = ENDPOINTS["plaintext"].depth
+        found.append(measurement("nginx", "pipelined", cell("nginx alone, pipelined", nginx.url, depth), depth=depth))
+    if db_uri:
+        if plan.warmup_s:
+            references.database_alone(db_uri, plan.db_name, plan.db_threads, plan.warmup_s)
+        runs = []
+        for index in range(plan.runs):
+            result = references.database_alone(db_uri, plan.db_name, plan.db_threads, plan.duration_s)
+            runs.append(result)
+            progress(
+                f"database alone ({plan.db_threads} PyMongo threads) run {index + 1}/{plan.runs}: "
+                f"{result['rps']:,.0f} find_one/s, p99 {result['p99_ms']:.1f} ms, {result['errors']} errors"
+            )
+        found.append(measurement("db", "find_one", runs, threads=plan.db_threads))
+    return found
+
+
+def measure_given_fleet(plan: Plan, cell: CellRunner) -> list[dict]:
+    base = plan.url.rstrip("/")
+    host, _, port = base.removeprefix("http://").partition(":")
+    ready = probe.ready(int(port or 80), host=host)
+    if not ready:
+        raise BenchError(f"{base}/readyz does not answer 200: is the fleet up?")
+    mode, loop = ready.get("db_mode", "?"), ready.get("event_loop", "?")
+    found = []
+    for name in plan.endpoints:
+        endpoint = ENDPOINTS[name]
+        runs = cell(f"{base} {endpoint.path}", base + endpoint.path, endpoint.depth)
+        found.append(measurement("fleet", name, runs, mode=mode, loop=loop, procs=None, path=endpoint.path))
+    return found
+
+
+def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress) -> list[dict]:
+    found = []
+    smallest = min(plan.procs)
+    for procs in plan.procs:
+        for mode in plan.modes:
+            for loop in plan.loops:
+                label = f"{mode}/{loop} procs={procs}"
+                progress(f"{label}: booting the fleet")
+                with booted_fleet(mode, loop, procs, db_uri) as config:
+                    for name in plan.endpoints:
+                        endpoint = ENDPOINTS[name]
+                        runs = cell(f"{label} {endpoint.path}", config.url + endpoint.path, endpoint.depth)
+                        found.append(
+                            measurement("fleet", name, runs, mode=mode, loop=loop, procs=procs, path=endpoint.path)
+                        )
+                    if procs != smallest:
+                        continue
+                    direct = f"http://127.0.0.1:{config.app_ports[0]}"
+                    for name in plan.direct_endpoints:
+                        endpoint = ENDPOINTS[name]
+                        runs = cell(f"{label} direct {endpoint.path}", direct + endpoint.path, endpoint.depth)
+                        found.append(
+                            measurement("direct", name, runs, mode=mode, loop=loop, procs=1, path=endpoint.path)
+                        )
+    return found
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on; the message says why."""
+
+
+@contextlib.contextmanager
+def booted_fleet(mode: str, loop: str, procs: int, db_uri: str):
+    config: FleetConfig = fleet_config(mode, procs, mongodb_uri=db_uri, prefix="bench-", FLEET_EVENT_LOOP=loop)
+    try:
+        try:
+            launcher.up(config, log=lambda *_: None)
+        except launcher.FleetError as exc:
+            raise BenchError(f"fleet {mode}/{loop} procs={procs} did not start: {exc}") from None
+        check_fleet(config, mode, loop)
+        yield config
+    finally:
+        stop_fleet(config)
+
+
+def check_fleet(config: FleetConfig, mode: str, loop: str) -> None:
+    """Every process must run the mode and loop the cell is labelled with, or the figures would lie."""
+    for port in config.app_ports:
+        ready = probe.ready(port) or {}
+        if (ready.get("db_mode"), ready.get("event_loop")) != (mode, loop):
+            raise BenchError(f"process on port {port} reports {ready}, expected db_mode={mode} event_loop={loop}")
