@@ -14,6 +14,8 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
+from app.validation import ValidationError, text
+
 COLLECTION = "notes"
 TITLE_MAX = 200
 BODY_MAX = 10_000
@@ -21,13 +23,6 @@ TAGS_MAX = 20
 TAG_MAX = 50
 PAGE_DEFAULT = 20
 PAGE_MAX = 100
-
-
-class ValidationError(ValueError):
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 def validate_note(data: Any, *, partial: bool = False) -> dict[str, Any]:
@@ -43,28 +38,20 @@ def validate_note(data: Any, *, partial: bool = False) -> dict[str, Any]:
         raise ValidationError("nothing to update: give title, body or tags")
     fields: dict[str, Any] = {}
     if "title" in data:
-        fields["title"] = _string(data["title"], "title", 1, TITLE_MAX)
+        fields["title"] = text(data["title"], "title", 1, TITLE_MAX)
         if not fields["title"].strip():
             raise ValidationError("title must not be blank", "title")
     if "body" in data:
-        fields["body"] = _string(data["body"], "body", 0, BODY_MAX)
+        fields["body"] = text(data["body"], "body", 0, BODY_MAX)
     if "tags" in data:
         tags = data["tags"]
         if not isinstance(tags, list) or len(tags) > TAGS_MAX:
             raise ValidationError(f"tags must be a list of at most {TAGS_MAX} strings", "tags")
-        fields["tags"] = [_string(tag, "tags", 1, TAG_MAX) for tag in tags]
+        fields["tags"] = [text(tag, "tags", 1, TAG_MAX) for tag in tags]
     if not partial:
         fields.setdefault("body", "")
         fields.setdefault("tags", [])
     return fields
-
-
-def _string(value: Any, field: str, low: int, high: int) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string", field)
-    if not low <= len(value) <= high:
-        raise ValidationError(f"{field} must be {low} to {high} characters long", field)
-    return value
 
 
 def parse_id(raw: str) -> ObjectId | None:

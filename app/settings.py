@@ -11,11 +11,19 @@ non-zero exit, so supervisord shows why the process would not start.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 DB_MODES = ("motor", "threads", "async")
+ENVIRONMENTS = ("development", "production")
+
+# The secret key a development fleet uses when none is set. Public (it is in this file), so production refuses it,
+# along with the other placeholders people leave in env files and keys too short to resist guessing.
+DEV_SECRET_KEY = "development-only-not-secret"
+PLACEHOLDER_SECRETS = frozenset({DEV_SECRET_KEY, "changethis", "changeme", "change-me", "secret", "secret-key"})
+SECRET_KEY_MIN_LENGTH = 32
 EVENT_LOOPS = ("asyncio", "uvloop")
 
 # The embedded server's retryable-write bookkeeping is O(n) in recent writes: with retryWrites on, its write
@@ -42,6 +50,12 @@ class Settings:
     # Per operation; large enough for /updates?queries=500 on the single-threaded embedded server.
     db_socket_timeout_ms: int = 10_000
     db_pool_size: int = 100
+    # Write concern of every write: a write is acknowledged (201/200/204) only once a majority of the replica set
+    # has it in its journal (j), so an acknowledged write survives a crash of the database, a power loss, and on
+    # a replica set a failover. "majority" is one node on the embedded server and a standalone mongod. 0
+    # (unacknowledged) is refused: it would report writes that may never happen.
+    db_write_concern: str = "majority"
+    db_journal: bool = True
     # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode.
     db_threads: int = 16
     # Size of the pool application code uses for other blocking calls (app.blocking).
@@ -50,6 +64,13 @@ class Settings:
     drain_seconds: float = 10.0
     host: str = "127.0.0.1"
     log_level: str = "INFO"
+    # `development` (the default, so scripts/run works with no settings) or `production`, which refuses every
+    # development convenience: the public development secret key, a placeholder key, fault injection, and app
+    # ports reachable from other hosts.
+    env: str = "development"
+    # Signs cookies (Tornado's cookie_secret) and anything else an app built on the template must sign. Never
+    # shown in repr() or logs; the env file holding it is readable by its owner only.
+    secret_key: str = dataclasses.field(default=DEV_SECRET_KEY, repr=False)
     # asyncio's own loop by default; uvloop (libuv) is an opt-in measured by scripts/bench: it speeds up the
     # HTTP endpoints, while the database endpoints stay bound by the database (see README, "Performance").
     event_loop: str = "asyncio"
@@ -89,6 +110,15 @@ class Settings:
         for name in ("db_timeout_ms", "db_socket_timeout_ms", "db_pool_size", "db_threads", "blocking_threads"):
             _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
         _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
+        _require(
+            self.db_write_concern == "majority"
+            or (self.db_write_concern.isdigit() and int(self.db_write_concern) >= 1),
+            "FLEET_DB_WRITE_CONCERN",
+            "must be majority or a number of nodes (at least 1: unacknowledged writes are refused)",
+        )
+        _require(self.env in ENVIRONMENTS, "FLEET_ENV", f"must be one of {', '.join(ENVIRONMENTS)}")
+        if self.env == "production":
+            self._validate_production()
         _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
         _require(self.watchdog_ms >= 10, "FLEET_WATCHDOG_MS", "must be at least 10")
         _require(
@@ -97,9 +127,38 @@ class Settings:
             "must be DEBUG, INFO, WARNING or ERROR",
         )
 
+    def _validate_production(self) -> None:
+        key = self.secret_key.strip()
+        _require(
+            bool(key) and key.lower() not in PLACEHOLDER_SECRETS,
+            "FLEET_SECRET_KEY",
+            "must be set to a secret of your own in production (it is missing or a known placeholder)",
+        )
+        _require(
+            len(key) >= SECRET_KEY_MIN_LENGTH,
+            "FLEET_SECRET_KEY",
+            f"must be at least {SECRET_KEY_MIN_LENGTH} characters in production; make one with "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+        _require(not self.faults, "FLEET_FAULTS", "must be off in production")
+        _require(
+            is_loopback(self.host),
+            "FLEET_HOST",
+            "must be a loopback address in production: only nginx on this host may reach the app ports",
+        )
+
     def to_env(self) -> dict[str, str]:
         """The settings as env-file variables: what ``Settings.from_mapping`` reads back unchanged."""
         return {env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def env_name(field_name: str) -> str:
@@ -153,7 +212,9 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     lines = ["# Written by Tornado Fleet; every app process reads this file at start."]
     lines += [f"{key}={value}" for key, value in sorted(values.items())]
-    tmp.write_text("\n".join(lines) + "\n")
+    # Owner-only from the start (it holds FLEET_SECRET_KEY): never world-readable, not even for a moment.
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write("\n".join(lines) + "\n")
     os.replace(tmp, path)
 
 

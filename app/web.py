@@ -60,6 +60,8 @@ def make_app(
         watchdog=watchdog or Watchdog(settings.watchdog_ms / 1000),
         # TFB forbids compression; nginx is the place to add it for real traffic.
         compress_response=False,
+        # For set_signed_cookie/get_signed_cookie; production refuses a placeholder (app/settings.py).
+        cookie_secret=settings.secret_key,
     )
 
 

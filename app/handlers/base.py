@@ -8,8 +8,9 @@ from typing import Any
 
 import tornado.web
 
-from app.notes import ValidationError
+from app import validation
 from app.store import DATABASE_UNAVAILABLE
+from app.validation import ValidationError
 
 log = logging.getLogger("fleet.http")
 
@@ -53,10 +54,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(data, ensure_ascii=False))
 
     def json_body(self) -> Any:
-        try:
-            return json.loads(self.request.body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise ValidationError(f"the body is not valid JSON: {exc}") from None
+        return validation.parse_json(self.request.body)
+
+    def query_params(self, *allowed: str) -> dict[str, str]:
+        """The query parameters present among `allowed`; any other parameter, or one given twice, is a 400."""
+        return validation.query_params(self.request.query_arguments, allowed, self.get_query_argument)
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, ValidationError):

@@ -12,14 +12,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pymongo import ReturnDocument
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WriteConcernError
 from pymongo.operations import UpdateOne
 
 Document = dict[str, Any]
 
 # Errors that mean "the database cannot answer right now" (as opposed to "your request is wrong"): handlers turn
 # them into 503. ServerSelectionTimeoutError, AutoReconnect and NetworkTimeout are ConnectionFailure subclasses.
-DATABASE_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+# A WriteConcernError (WTimeoutError is one) means the write was not confirmed as asked (FLEET_DB_WRITE_CONCERN):
+# it is reported as failed, never as done.
+DATABASE_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WriteConcernError)
 
 
 class Store(Protocol):
@@ -58,8 +60,12 @@ class Store(Protocol):
 
 
 def client_options(settings) -> dict[str, Any]:
-    """Options shared by every driver: short timeouts so a dead database is a fast 503, a sized pool."""
+    """Options shared by every driver: short timeouts so a dead database is a fast 503, a sized pool, and the
+    write concern that makes an acknowledged write a durable one."""
+    concern = settings.db_write_concern
     return {
+        "w": int(concern) if concern.isdigit() else concern,
+        "journal": settings.db_journal,
         "serverSelectionTimeoutMS": settings.db_timeout_ms,
         "connectTimeoutMS": settings.db_timeout_ms,
         "socketTimeoutMS": settings.db_socket_timeout_ms,
