@@ -53,14 +53,19 @@ http {{
 
 
 def render_nginx_alone(port: int, deployed: str) -> str:
-    """The reference config, copying `worker_processes` and `access_log` from the deployed config text."""
+    """The reference config, with the deployed config's `worker_processes` and access-log buffering.
+
+    The log line is written in nginx's built-in `combined` format: the deployed format may use variables
+    defined elsewhere in that config (a `map`), and one log line costs about the same in either format.
+    """
     workers = re.search(r"^\s*worker_processes\s+([^;]+);", deployed, re.M)
-    access_log = re.search(r"^\s*(access_log\s+[^;]+;)", deployed, re.M)
-    return NGINX_ALONE_TEMPLATE.format(
-        port=port,
-        workers=workers[1].strip() if workers else "1",
-        access_log=access_log[1] if access_log else "access_log off;",
-    )
+    access_log = re.search(r"^\s*access_log\s+([^;]+);", deployed, re.M)
+    if access_log is None or access_log[1].split()[0] == "off":
+        log_line = "access_log off;"
+    else:
+        buffering = [word for word in access_log[1].split()[1:] if "=" in word]
+        log_line = " ".join(["access_log logs/access.log combined", *buffering]) + ";"
+    return NGINX_ALONE_TEMPLATE.format(port=port, workers=workers[1].strip() if workers else "1", access_log=log_line)
 
 
 class NginxAlone:
