@@ -50,6 +50,10 @@ class BlockingPool:
             with self._lock:
                 self.queued -= 1
 
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        return self._executor
+
     def stats(self) -> dict[str, int]:
         return {"size": self.size, "active": self.active, "queued": self.queued}
 

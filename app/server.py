@@ -13,7 +13,9 @@ import signal
 import sys
 
 import tornado.httpserver
+import tornado.ioloop
 
+from app import logs, metrics
 from app.blocking import BlockingPool
 from app.lifecycle import Lifecycle
 from app.settings import Settings, SettingsError
@@ -35,10 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"app: invalid setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [port {args.port} pid %(process)d] %(name)s: %(message)s",
-    )
+    # JSON lines with pid, port, mode and the request id (app/logs.py).
+    logs.setup(settings.log_level, port=args.port, mode=settings.db_mode)
     try:
         with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings, args.port))
@@ -63,16 +63,25 @@ async def serve(settings: Settings, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    store = open_store(settings)
+    process_metrics = metrics.Metrics(mode=settings.db_mode, port=port)
+    store = metrics.InstrumentedStore(open_store(settings), process_metrics)
     blocking = BlockingPool(settings.blocking_threads)
     lifecycle = Lifecycle()
     # Stopped last, so it also names code that blocks the loop during the drain or while closing the store.
     watchdog = Watchdog(settings.watchdog_ms / 1000)
     watchdog.start()
-    app = make_app(settings, store, blocking=blocking, port=port, lifecycle=lifecycle, watchdog=watchdog)
+    app = make_app(
+        settings, store, blocking=blocking, port=port, lifecycle=lifecycle, watchdog=watchdog, metrics=process_metrics
+    )
+    process_metrics.observe_app(app.settings)
+    rate_sampler = tornado.ioloop.PeriodicCallback(process_metrics.sample_rate, 1000)
+    rate_sampler.start()
+    metrics_server = None
     server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(port, address=settings.host)
+        if settings.metrics_port_offset:
+            metrics_server = metrics.listen(process_metrics, settings.host, port + settings.metrics_port_offset)
         log.info(
             "listening on %s:%d, db_mode=%s, event_loop=%s", settings.host, port, settings.db_mode, settings.event_loop
         )
@@ -80,6 +89,9 @@ async def serve(settings: Settings, port: int) -> None:
         log.info("stopping")
         await lifecycle.drain(server, settings.drain_seconds)
     finally:
+        # Metrics stay readable during the drain (the status page shows the process as draining).
+        await metrics.close(metrics_server)
+        rate_sampler.stop()
         await store.close()
         blocking.shutdown()
         watchdog.stop()

@@ -79,6 +79,14 @@ class Settings:
     watchdog_ms: int = 300
     # The fault-injection endpoint (/fault/block, app/handlers/fault.py): for demos and tests, never production.
     faults: bool = False
+    # Each process serves Prometheus metrics on its own port, app port + this offset, on FLEET_HOST (never
+    # through nginx's public port); 0 turns that listener off, and the status page then shows no loop or pool data.
+    metrics_port_offset: int = 1000
+    # The fleet status page (/status, /status.json through nginx); off hides both (404).
+    status_page: bool = True
+    # Every app port of the fleet, comma-separated, so the process serving /status knows whom to ask. Written by
+    # scripts/run (fleet/config.py) from FLEET_APP_PORT_BASE and FLEET_PROCS; empty: this process only.
+    app_ports: str = ""
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,11 +129,23 @@ class Settings:
             self._validate_production()
         _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
         _require(self.watchdog_ms >= 10, "FLEET_WATCHDOG_MS", "must be at least 10")
+        _require(0 <= self.metrics_port_offset < 65535, "FLEET_METRICS_PORT_OFFSET", "must be between 0 and 65534")
+        try:
+            self.fleet_ports(0)
+        except ValueError:
+            raise SettingsError("FLEET_APP_PORTS: must be comma-separated port numbers") from None
         _require(
             self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
             "FLEET_LOG_LEVEL",
             "must be DEBUG, INFO, WARNING or ERROR",
         )
+
+    def fleet_ports(self, own_port: int) -> list[int]:
+        """The app ports the status page reports: FLEET_APP_PORTS, or only `own_port` when it is empty."""
+        ports = [int(item) for item in self.app_ports.replace(" ", "").split(",") if item]
+        if any(not 1 <= port <= 65535 for port in ports):
+            raise ValueError(self.app_ports)
+        return ports or [own_port]
 
     def _validate_production(self) -> None:
         key = self.secret_key.strip()

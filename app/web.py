@@ -10,6 +10,7 @@ import tornado.web
 
 from app.handlers import benchmark, fault, health, notes
 from app.handlers.base import NotFoundHandler
+from app.handlers.status import StatusJsonHandler, StatusPageHandler
 from app.lifecycle import Lifecycle
 from app.watchdog import Watchdog
 
@@ -30,6 +31,7 @@ def make_app(
     port: int,
     lifecycle: Lifecycle | None = None,
     watchdog: Watchdog | None = None,
+    metrics=None,
 ) -> tornado.web.Application:
     routes = [
         (r"/healthz", health.HealthHandler),
@@ -45,6 +47,13 @@ def make_app(
     ]
     if settings.faults:
         routes.append((r"/fault/block", fault.BlockHandler))
+    if settings.status_page:
+        routes += [
+            (r"/status", StatusPageHandler),
+            (r"/status\.json", StatusJsonHandler),
+            # The page's script and stylesheet are files: nginx's Content-Security-Policy forbids inline ones.
+            (r"/(status\.(?:js|css))", tornado.web.StaticFileHandler, {"path": str(HERE / "static")}),
+        ]
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
@@ -58,6 +67,8 @@ def make_app(
         lifecycle=lifecycle or Lifecycle(),
         # app.server starts one inside the loop; an app built without one reports zero lag.
         watchdog=watchdog or Watchdog(settings.watchdog_ms / 1000),
+        # app.metrics.Metrics (app.server creates it); None: nothing is counted.
+        metrics=metrics,
         # TFB forbids compression; nginx is the place to add it for real traffic.
         compress_response=False,
         # For set_signed_cookie/get_signed_cookie; production refuses a placeholder (app/settings.py).
@@ -71,4 +82,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.DEBUG
     if access_log.isEnabledFor(level):
         request = handler.request
-        access_log.log(level, "%d %s %s %.1fms", status, request.method, request.uri, 1000 * request.request_time())
+        duration_ms = round(1000 * request.request_time(), 1)
+        fields = {"status": status, "method": request.method, "path": request.path, "duration_ms": duration_ms}
+        # Named explicitly: a 405 is logged before BaseHandler.prepare has set the request's context.
+        fields["request_id"] = getattr(handler, "request_id", None)
+        access_log.log(level, "%d %s %s %.1fms", status, request.method, request.uri, duration_ms, extra=fields)

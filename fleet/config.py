@@ -83,7 +83,21 @@ class FleetConfig:
                 )
         if self.port == self.db_port:
             raise SettingsError("FLEET_DB_PORT: must differ from FLEET_PORT")
-        self.app_settings()
+        self.check_metrics_ports(self.app_settings().metrics_port_offset)
+
+    def check_metrics_ports(self, offset: int) -> None:
+        """Each process's metrics port (app port + FLEET_METRICS_PORT_OFFSET) must be free of the other ports."""
+        if not offset:
+            return
+        metrics_ports = [port + offset for port in self.app_ports]
+        if metrics_ports[-1] > 65535:
+            raise SettingsError(f"FLEET_METRICS_PORT_OFFSET: {offset} puts metrics ports above 65535")
+        taken = {*self.app_ports, self.port, self.db_port} & set(metrics_ports)
+        if taken:
+            raise SettingsError(
+                f"FLEET_METRICS_PORT_OFFSET: metrics ports {metrics_ports[0]}-{metrics_ports[-1]} collide with "
+                f"port(s) {sorted(taken)} (app ports, FLEET_PORT or FLEET_DB_PORT)"
+            )
 
     @property
     def app_ports(self) -> list[int]:
@@ -108,7 +122,9 @@ class FleetConfig:
     def app_settings(self) -> Settings:
         """The settings every app process will load from the env file (raises SettingsError if invalid)."""
         uri = self.mongodb_uri or embedded_uri(self.db_port)
-        return Settings.from_mapping({**self.app_env, "MONGODB_URI": uri})
+        # FLEET_APP_PORTS: the process serving /status asks every one of these.
+        ports = ",".join(map(str, self.app_ports))
+        return Settings.from_mapping({**self.app_env, "MONGODB_URI": uri, "FLEET_APP_PORTS": ports})
 
     def supervisor_env(self) -> dict[str, str]:
         """The variables `deploy/supervisord.conf` expands (%(ENV_...)s); supervisord passes them to children."""

@@ -97,7 +97,8 @@ def fleet_config(
 ) -> FleetConfig:
     """A fleet in a new /tmp folder on free ports; with `mongodb_uri`, it uses that database instead of its own."""
     var_dir = short_tmp_dir(f"{prefix}{mode}-")
-    base = free_port_block(procs + 2)
+    # App ports, nginx, database, then one metrics port per process (app port + FLEET_METRICS_PORT_OFFSET).
+    base = free_port_block(2 * procs + 2)
     return FleetConfig(
         var_dir=var_dir,
         port=base + procs,
@@ -105,7 +106,7 @@ def fleet_config(
         app_port_base=base,
         db_port=base + procs + 1,
         mongodb_uri=mongodb_uri,
-        app_env={"FLEET_DB_MODE": mode, **app_env},
+        app_env={"FLEET_DB_MODE": mode, "FLEET_METRICS_PORT_OFFSET": str(procs + 2), **app_env},
     )
 
 

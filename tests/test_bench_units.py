@@ -3,10 +3,13 @@ command line, the nginx-alone config, and the database reference against the rea
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from fleet.bench import cli, references, report, runner, stats, wrk
+from fleet.bench import cli, references, report, runner, stats, tuning, wrk
 from fleet.bench.endpoints import ENDPOINTS
+from fleet.config import NGINX_TEMPLATE, nginx_binary, render_nginx
 
 # Real wrk 4.1.0 output (Debian), captured from this project's fleet.
 WRK_JSON = """\
@@ -252,3 +255,34 @@ def test_cli_refuses_a_url_that_is_not_http(capsys):
 
 def test_default_full_run_is_bounded_to_about_twenty_minutes():
     assert runner.Plan().estimate_seconds() <= 21 * 60
+
+
+def nginx_accepts(conf_text: str, folder) -> subprocess.CompletedProcess:
+    for sub in ("tmp", "logs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    conf = folder / "nginx.conf"
+    conf.write_text(conf_text)
+    return subprocess.run(
+        [nginx_binary(), "-t", "-p", f"{folder}/", "-c", str(conf), "-e", "stderr"], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("knob", list(tuning.NGINX_VARIANTS))
+def test_each_nginx_tuning_variant_changes_the_deployed_config_and_nginx_accepts_it(knob, tmp_path):
+    deployed = render_nginx(NGINX_TEMPLATE.read_text(), 18080, [18101, 18102])
+    tuned = tuning.NGINX_VARIANTS[knob](deployed)
+    assert tuned != deployed
+    result = nginx_accepts(tuned, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_upstream_keepalive_variant_speaks_http11_without_connection_close():
+    tuned = tuning.upstream_keepalive(render_nginx(NGINX_TEMPLATE.read_text(), 18080, [18101, 18102]))
+    upstream = tuned[tuned.index("upstream app {") :].split("}")[0]
+    assert upstream.index("least_conn;") < upstream.index("keepalive 32;")
+    assert tuned.count("proxy_http_version 1.1;") == tuned.count('proxy_set_header Connection "";') >= 1
+
+
+def test_nginx_alone_config_is_accepted_by_nginx(tmp_path):
+    result = nginx_accepts(references.render_nginx_alone(18090, NGINX_TEMPLATE.read_text()), tmp_path)
+    assert result.returncode == 0, result.stderr

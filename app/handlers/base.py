@@ -1,18 +1,27 @@
-"""BaseHandler: JSON errors, in-flight accounting for the drain, and small properties for dependencies."""
+"""BaseHandler: JSON errors, in-flight accounting for the drain, request ids and metrics, and small properties for
+dependencies."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import re
 from typing import Any
 
 import tornado.web
 
 from app import validation
+from app.logs import request_id_var
 from app.store import DATABASE_UNAVAILABLE
 from app.validation import ValidationError
 
 log = logging.getLogger("fleet.http")
+
+# An incoming X-Request-ID is kept only if it looks like this (nginx's map in deploy/nginx.conf uses the same
+# rule): no spaces, quotes or control characters, so it cannot forge or break a log line or a header.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}\Z")
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -25,8 +34,27 @@ class BaseHandler(tornado.web.RequestHandler):
         if self._counted:
             self._counted = False
             self.lifecycle.request_finished()
+            metrics = self.settings.get("metrics")
+            if metrics is not None:
+                metrics.observe_request(self)
+
+    @functools.cached_property
+    def request_id(self) -> str:
+        """nginx's X-Request-ID (a valid incoming one, else its $request_id); a new one if the app is reached
+        directly."""
+        incoming = self.request.headers.get("X-Request-ID")
+        if incoming and REQUEST_ID.match(incoming):
+            return incoming
+        return os.urandom(16).hex()
+
+    def set_default_headers(self) -> None:
+        # Tornado calls this again when send_error clears the headers, so error responses carry the id too.
+        self.set_header("X-Request-ID", self.request_id)
 
     def prepare(self) -> None:
+        # Every line logged while this request is served carries its id (app.logs); prepare runs inside the task
+        # Tornado serves the request in, so the value stays with this request.
+        request_id_var.set(self.request_id)
         if self.lifecycle.draining:
             # nginx must not send another request on this connection: the process is about to exit.
             self.set_header("Connection", "close")

@@ -2,17 +2,17 @@
 
 Every driver call, including the iteration of a cursor, runs inside a worker: a lazy cursor handed back to the
 loop would do its network I/O (getMore) on the loop and block it. The pool is the app's own, not the loop's
-default executor, so database work never queues behind unrelated blocking calls.
+default executor, so database work never queues behind unrelated blocking calls. It is a `BlockingPool`, so
+its size, active and queued counts are visible (`stats()`, in the metrics and on the status page).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from concurrent.futures import ThreadPoolExecutor
 
 from pymongo import MongoClient, ReturnDocument
 
+from app.blocking import BlockingPool
 from app.store.base import client_options
 
 
@@ -22,7 +22,8 @@ class ThreadsStore:
     def __init__(self, client: MongoClient, db_name: str, threads: int):
         self._client = client
         self._db = client[db_name]
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db")
+        self.pool = BlockingPool(threads, name="db")
+        self.executor = self.pool.executor
 
     @classmethod
     def open(cls, settings) -> ThreadsStore:
@@ -30,8 +31,11 @@ class ThreadsStore:
         return cls(client, settings.db_name, settings.db_threads)
 
     async def _run(self, fn, *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        return await self.pool.run(fn, *args, **kwargs)
+
+    def stats(self) -> dict[str, int]:
+        """The pool's size and how many calls run and wait in it right now."""
+        return self.pool.stats()
 
     async def ping(self):
         await self._run(self._client.admin.command, "ping")
@@ -70,5 +74,5 @@ class ThreadsStore:
 
     async def close(self):
         # Let running calls finish before the client they use goes away.
-        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        await asyncio.get_running_loop().run_in_executor(None, self.pool.shutdown)
         self._client.close()

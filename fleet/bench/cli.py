@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from app.settings import DB_MODES, EVENT_LOOPS
-from fleet.bench import plots, report, runner, wrk
+from fleet.bench import plots, report, runner, tuning, wrk
 from fleet.bench.endpoints import ENDPOINTS
 from fleet.bench.stats import total_errors
 from fleet.config import ROOT
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, help="output folder (default: results/bench; with --quick: var/bench-quick)"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="instead: measure each tuning knob (nginx keep-alive, workers, access log; pool sizes) against the "
+        "deployed configuration; writes tuning.md and tuning.json (~5 min)",
+    )
     parser.add_argument(
         "--report-only", type=Path, metavar="RESULTS_JSON", help="rewrite report and plots from a saved results.json"
     )
@@ -156,31 +162,66 @@ def write_outputs(results: dict, out: Path, with_plots: bool) -> list[Path]:
     return written
 
 
+class Stop(Exception):
+    """End the command with this exit status (the message is already printed)."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def measure(run, what: str):
+    """Run a benchmark, turning its failures into exit statuses."""
+    try:
+        return run()
+    except (runner.BenchError, wrk.WrkError, RuntimeError, OSError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        raise Stop(1) from None
+    except KeyboardInterrupt:
+        print(f"bench: {what} interrupted; every process it started was stopped", file=sys.stderr)
+        raise Stop(130) from None
+
+
+def main_tune(plan: runner.Plan, out: Path) -> int:
+    estimate = tuning.estimate_seconds(plan)
+    print(f"bench --tune: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
+    results = measure(lambda: tuning.run(plan), "tuning")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tuning.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = tuning.markdown(results)
+    (out / "tuning.md").write_text(text)
+    print(text)
+    print(f"bench: wrote {out / 'tuning.json'}, {out / 'tuning.md'}")
+    return EXIT_FAILED_REQUESTS if total_errors(results["measurements"]) else 0
+
+
+def load_saved(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"bench: cannot read {path}: {exc}", file=sys.stderr)
+        raise Stop(2) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.report_only:
-        try:
-            results = json.loads(args.report_only.read_text())
-        except (OSError, ValueError) as exc:
-            print(f"bench: cannot read {args.report_only}: {exc}", file=sys.stderr)
-            return 2
-        out = args.out or args.report_only.parent
-    else:
-        plan = build_plan(args)
-        if plan.url and not plan.url.startswith("http://"):
-            print("bench: --url must be http://HOST:PORT", file=sys.stderr)
-            return 2
-        out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-        estimate = plan.estimate_seconds()
-        print(f"bench: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
-        try:
-            results = runner.run(plan)
-        except (runner.BenchError, wrk.WrkError, RuntimeError, OSError) as exc:
-            print(f"bench: error: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("bench: interrupted; every process it started was stopped", file=sys.stderr)
-            return 130
+    try:
+        if args.report_only:
+            results = load_saved(args.report_only)
+            out = args.out or args.report_only.parent
+        else:
+            plan = build_plan(args)
+            if plan.url and not plan.url.startswith("http://"):
+                print("bench: --url must be http://HOST:PORT", file=sys.stderr)
+                return 2
+            out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+            if args.tune:
+                return main_tune(plan, out)
+            estimate = plan.estimate_seconds()
+            print(f"bench: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
+            results = measure(lambda: runner.run(plan), "benchmark")
+    except Stop as stop:
+        return stop.status
     written = write_outputs(results, out, with_plots=not args.no_plots)
     print("bench: wrote " + ", ".join(str(p) for p in written))
     errors = total_errors(results["measurements"])

@@ -111,20 +111,24 @@ def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
         if db_server is not None:
             stop_process(db_server)
         shutil.rmtree(folder, ignore_errors=True)
+    return {"config": config_of(plan), "machine": info, "measurements": measurements}
+
+
+def config_of(plan: Plan) -> dict:
+    """The plan as saved beside the figures (results.json "config")."""
     if not plan.url:
         database = "the embedded SecantusDB, started by the run, on disk (as `scripts/run` runs it)"
     elif plan.mongodb_uri:
         database = f"the given fleet's; the database alone was measured on {plan.mongodb_uri}"
     else:
         database = "the given fleet's (not measured alone: pass --mongodb-uri)"
-    config = {
+    return {
         **{k: v for k, v in dataclasses.asdict(plan).items() if k != "wrk"},
         "wrk_threads": plan.wrk.threads,
         "connections": plan.wrk.connections,
         "wrk_timeout_s": plan.wrk.timeout_s,
         "database": database,
     }
-    return {"config": config, "machine": info, "measurements": measurements}
 
 
 class CellRunner:
@@ -228,8 +232,10 @@ class BenchError(RuntimeError):
 
 
 @contextlib.contextmanager
-def booted_fleet(mode: str, loop: str, procs: int, db_uri: str):
-    config: FleetConfig = fleet_config(mode, procs, mongodb_uri=db_uri, prefix="bench-", FLEET_EVENT_LOOP=loop)
+def booted_fleet(mode: str, loop: str, procs: int, db_uri: str, **app_env: str):
+    config: FleetConfig = fleet_config(
+        mode, procs, mongodb_uri=db_uri, prefix="bench-", FLEET_EVENT_LOOP=loop, **app_env
+    )
     try:
         try:
             launcher.up(config, log=lambda *_: None)

@@ -1,0 +1,42 @@
+"""The fleet status page: /status (one HTML page that refreshes itself) and /status.json (the same data).
+
+Whichever process nginx picks serves them: it asks every process of the fleet (app.status), itself included,
+so the page stays right while processes restart. Registered only when FLEET_STATUS_PAGE is on.
+"""
+
+from __future__ import annotations
+
+import os
+
+from app import status
+from app.handlers.base import BaseHandler
+
+# Bounds on the page's refresh interval (seconds), settable with ?refresh=: fast enough to catch a restart,
+# slow enough that an open page never loads the fleet.
+REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 2.0, 0.2, 60.0
+
+
+class StatusJsonHandler(BaseHandler):
+    async def get(self) -> None:
+        fleet = self.settings["fleet"]
+        report = await status.collect(
+            fleet.fleet_ports(self.process.port),
+            host=fleet.host,
+            metrics_offset=fleet.metrics_port_offset,
+            # A /readyz waits at most the database timeout; a process silent for longer than that is stuck.
+            request_timeout=fleet.db_timeout_ms / 1000 + 1.0,
+        )
+        report["served_by"] = {"port": self.process.port, "pid": os.getpid()}
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(report)
+
+
+class StatusPageHandler(BaseHandler):
+    def get(self) -> None:
+        try:
+            refresh = float(self.get_query_argument("refresh", str(REFRESH_DEFAULT)))
+        except ValueError:
+            refresh = REFRESH_DEFAULT
+        refresh = min(REFRESH_MAX, max(REFRESH_MIN, refresh))
+        self.set_header("Cache-Control", "no-store")
+        self.render("status.html", refresh=refresh)

@@ -1,0 +1,352 @@
+"""Per-process metrics in the Prometheus text format (prometheus_client), served on the process's own port.
+
+Each app process creates one `Metrics` in `app.server` (inside the loop; nothing happens at import) with its
+own `CollectorRegistry`, and serves it at ``http://FLEET_HOST:(port + FLEET_METRICS_PORT_OFFSET)/metrics``,
+never through nginx, so Prometheus sees each process separately (see README, "Observing the fleet").
+
+What the hot path pays: one counter increment and one histogram observation per request (their label children
+are cached, so no label lookup), and a timer around each database call. Everything else (in-flight requests,
+loop lag, pool sizes and queues) is read from the objects that already keep it, only when scraped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import tornado.httpserver
+import tornado.web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger("fleet.metrics")
+
+# Seconds. From a cached /plaintext (well under 1 ms) to the slowest legitimate call (tens of seconds).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The request rate the status page shows is averaged over this many seconds.
+RATE_WINDOW = 10
+
+
+class Metrics:
+    """The metrics of one process. `observe_app` points the scrape-time gauges at the running app's objects."""
+
+    def __init__(self, *, mode: str, port: int):
+        self.mode = mode
+        self.port = port
+        self.started_at = time.time()
+        # The *_created series (a timestamp per label set) double what is stored and say nothing here.
+        disable_created_metrics()
+        self.registry = CollectorRegistry()
+        # process_* (CPU, memory, open files, start time), python_info and python_gc_*: what the default registry
+        # would have, but in this process's own registry.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        Info("fleet_process", "This process: database mode, app port and pid", registry=self.registry).info(
+            {"mode": mode, "port": str(port), "pid": str(os.getpid())}
+        )
+        Gauge(
+            "fleet_process_start_time_seconds", "When this app process started (Unix time)", registry=self.registry
+        ).set(self.started_at)
+        self._requests = Counter(
+            "fleet_http_requests",
+            "HTTP requests answered, by handler class, method and status",
+            ["handler", "method", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "fleet_http_request_duration_seconds",
+            "Time from request received to response finished, by handler class",
+            ["handler"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._db_latency = Histogram(
+            "fleet_db_operation_duration_seconds",
+            "Duration of Store operations (in threads mode including the wait for a pool thread)",
+            ["operation"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._db_errors = Counter(
+            "fleet_db_operation_errors",
+            "Store operations that raised, by operation and exception class",
+            ["operation", "error"],
+            registry=self.registry,
+        )
+        # (handler, method, status) -> (counter child, histogram child): labels() costs a lock and validation.
+        self._request_children: dict[tuple[str, str, int], tuple] = {}
+        self._db_children: dict[str, object] = {}
+        self.requests_total = 0
+        self.db_in_flight = 0
+        self._rate_samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW + 1)
+        self._app_settings: dict | None = None
+        self.registry.register(_LiveCollector(self))
+
+    def observe_app(self, app_settings: dict) -> None:
+        """Read lifecycle, store, pools and watchdog from the Application's settings, at scrape time."""
+        self._app_settings = app_settings
+
+    # -- the hot path ---------------------------------------------------------------------------------------
+
+    def observe_request(self, handler: tornado.web.RequestHandler) -> None:
+        request = handler.request
+        method = request.method if request.method in handler.SUPPORTED_METHODS else "OTHER"
+        key = (type(handler).__name__, method, handler.get_status())
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self._requests.labels(key[0], key[1], str(key[2])), self._latency.labels(key[0]))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(request.request_time())
+        self.requests_total += 1
+
+    def observe_db(self, operation: str, seconds: float, error: BaseException | None) -> None:
+        child = self._db_children.get(operation)
+        if child is None:
+            child = self._db_children[operation] = self._db_latency.labels(operation)
+        child.observe(seconds)
+        if error is not None:
+            self._db_errors.labels(operation, type(error).__name__).inc()
+
+    # -- read by the status page ------------------------------------------------------------------------------
+
+    def sample_rate(self) -> None:
+        """Called once a second (a PeriodicCallback in app.server): one point of the request-rate window."""
+        self._rate_samples.append((time.monotonic(), self.requests_total))
+
+    def requests_per_second(self) -> float:
+        if len(self._rate_samples) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._rate_samples[0], self._rate_samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def snapshot(self) -> dict:
+        """This process in one JSON-able dict: what /status shows for it. No settings, so no secrets."""
+        app = self._app_settings or {}
+        lifecycle = app.get("lifecycle")
+        watchdog = app.get("watchdog")
+        return {
+            "pid": os.getpid(),
+            "port": self.port,
+            "mode": self.mode,
+            "started_at": self.started_at,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "draining": bool(lifecycle and lifecycle.draining),
+            "in_flight": lifecycle.in_flight if lifecycle else 0,
+            "requests_total": self.requests_total,
+            "requests_per_s": round(self.requests_per_second(), 1),
+            "db_in_flight": self.db_in_flight,
+            "loop": loop_stats(watchdog),
+            "pools": pool_stats(app),
+        }
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def loop_stats(watchdog) -> dict | None:
+    if watchdog is None:
+        return None
+    return {
+        "lag_ms": round(1000 * watchdog.current_lag, 1),
+        "max_lag_ms": round(1000 * watchdog.max_lag, 1),
+        "stalls": watchdog.stalls,
+    }
+
+
+def pool_stats(app_settings: dict) -> dict[str, dict]:
+    """Thread pools of this process: `blocking` (app.blocking) and `db` (threads mode's pool or Motor's)."""
+    pools = {}
+    blocking = app_settings.get("blocking")
+    if blocking is not None:
+        pools["blocking"] = blocking.stats()
+    store = app_settings.get("store")
+    if store is not None and hasattr(store, "stats"):
+        pools["db"] = store.stats()
+    elif getattr(store, "mode", None) == "motor" and (motor := motor_pool_stats()) is not None:
+        pools["db"] = motor
+    return pools
+
+
+def motor_pool_stats() -> dict[str, int] | None:
+    """Motor's module-level thread pool: its size and queued calls; None if this Motor keeps it elsewhere.
+
+    Motor exposes no API for it, so this reads `motor.frameworks.asyncio._EXECUTOR` (a ThreadPoolExecutor) and
+    that executor's `_max_workers` and `_work_queue`, checking each exists. How many of its threads are busy is
+    not readable without more private state, so `active` is left out.
+    """
+    module = sys.modules.get("motor.frameworks.asyncio")
+    executor = getattr(module, "_EXECUTOR", None)
+    if not isinstance(executor, ThreadPoolExecutor):
+        return None
+    size = getattr(executor, "_max_workers", None)
+    queue = getattr(executor, "_work_queue", None)
+    if not isinstance(size, int) or not hasattr(queue, "qsize"):
+        return None
+    return {"size": size, "queued": queue.qsize()}
+
+
+class _LiveCollector:
+    """Gauges read at scrape time from the objects that already keep the numbers (no cost per request)."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        metrics = self.metrics
+        app = metrics._app_settings or {}
+        lifecycle = app.get("lifecycle")
+        if lifecycle is not None:
+            yield GaugeMetricFamily(
+                "fleet_http_requests_in_flight", "Requests being served right now", value=lifecycle.in_flight
+            )
+            yield GaugeMetricFamily(
+                "fleet_draining", "1 while the process drains before exiting", value=int(lifecycle.draining)
+            )
+        yield GaugeMetricFamily(
+            "fleet_db_operations_in_flight", "Store operations started and not finished", value=metrics.db_in_flight
+        )
+        watchdog = app.get("watchdog")
+        if watchdog is not None:
+            yield GaugeMetricFamily(
+                "fleet_event_loop_lag_seconds", "How late the loop's heartbeat runs now", value=watchdog.current_lag
+            )
+            yield GaugeMetricFamily(
+                "fleet_event_loop_lag_max_seconds",
+                "Largest loop lag over the watchdog's window (60 s)",
+                value=watchdog.max_lag,
+            )
+            yield CounterMetricFamily(
+                "fleet_event_loop_stalls", "Times the loop was blocked past FLEET_WATCHDOG_MS", value=watchdog.stalls
+            )
+        families = {
+            "size": GaugeMetricFamily("fleet_pool_threads", "Threads a pool may run", labels=["pool"]),
+            "active": GaugeMetricFamily("fleet_pool_active", "Calls running in a pool's threads", labels=["pool"]),
+            "queued": GaugeMetricFamily("fleet_pool_queued", "Calls waiting for a pool thread", labels=["pool"]),
+        }
+        for pool, stats in pool_stats(app).items():
+            for key, family in families.items():
+                if key in stats:
+                    family.add_metric([pool], stats[key])
+        yield from families.values()
+
+
+class InstrumentedStore:
+    """Wraps a `Store`: times every operation and counts its errors; anything else passes through unchanged."""
+
+    def __init__(self, store, metrics: Metrics):
+        self._store = store
+        self._metrics = metrics
+        self.mode = store.mode
+
+    def __getattr__(self, name):
+        # stats(), pool, executor, ...: whatever the wrapped store offers beyond the interface.
+        return getattr(self._store, name)
+
+    async def _timed(self, operation: str, call):
+        metrics = self._metrics
+        metrics.db_in_flight += 1
+        start = time.perf_counter()
+        error = None
+        try:
+            return await call
+        except Exception as exc:  # a cancelled call (its client went away) is not a database error
+            error = exc
+            raise
+        finally:
+            metrics.db_in_flight -= 1
+            metrics.observe_db(operation, time.perf_counter() - start, error)
+
+    async def ping(self):
+        return await self._timed("ping", self._store.ping())
+
+    async def find_one(self, collection, filter, projection=None):
+        return await self._timed("find_one", self._store.find_one(collection, filter, projection))
+
+    async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
+        return await self._timed(
+            "find", self._store.find(collection, filter, projection=projection, sort=sort, limit=limit)
+        )
+
+    async def insert_one(self, collection, document):
+        return await self._timed("insert_one", self._store.insert_one(collection, document))
+
+    async def find_one_and_update(self, collection, filter, update, projection=None):
+        return await self._timed(
+            "find_one_and_update", self._store.find_one_and_update(collection, filter, update, projection)
+        )
+
+    async def delete_one(self, collection, filter):
+        return await self._timed("delete_one", self._store.delete_one(collection, filter))
+
+    async def bulk_update(self, collection, updates):
+        return await self._timed("bulk_update", self._store.bulk_update(collection, updates))
+
+    async def count(self, collection, filter):
+        return await self._timed("count", self._store.count(collection, filter))
+
+    async def close(self):
+        await self._store.close()
+
+
+class _MetricsHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(self.settings["metrics"].exposition())
+
+
+class _SnapshotHandler(tornado.web.RequestHandler):
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.settings["metrics"].snapshot())
+
+
+def make_metrics_app(metrics: Metrics) -> tornado.web.Application:
+    """The metrics listener's app: /metrics for Prometheus, /process.json for the status page."""
+    return tornado.web.Application(
+        [(r"/metrics", _MetricsHandler), (r"/process.json", _SnapshotHandler)],
+        metrics=metrics,
+        # Scrapes every few seconds per process would drown the app's own log lines at DEBUG.
+        log_function=lambda handler: None,
+    )
+
+
+def listen(metrics: Metrics, host: str, port: int) -> tornado.httpserver.HTTPServer | None:
+    """Serve `metrics` on host:port; None (and an error in the log) if the port is taken.
+
+    A taken metrics port must not keep the app from serving: the process runs on, without metrics.
+    """
+    server = tornado.httpserver.HTTPServer(make_metrics_app(metrics))
+    try:
+        server.listen(port, address=host)
+    except OSError as exc:
+        log.error("metrics not served: cannot listen on %s:%d: %s", host, port, exc)
+        return None
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return server
+
+
+async def close(server: tornado.httpserver.HTTPServer | None) -> None:
+    if server is not None:
+        server.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.close_all_connections(), 1.0)

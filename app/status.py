@@ -1,0 +1,95 @@
+"""The fleet's status, gathered by asking every process: what /status.json, the /status page and scripts/status show.
+
+All processes are asked at once (FLEET_APP_PORTS, written into the env file by scripts/run), each with two short
+requests: its /readyz on its app port (the probe nginx's users depend on), then its /process.json on its metrics
+port (pid, mode, uptime, loop lag, pools, request rate; see app.metrics). From the answers:
+
+- `ready`: /readyz said 200;
+- `draining`: the process is stopping (it answers its metrics port, its app port is closed or says draining);
+- `not ready`: it answers, but /readyz says 503 (e.g. the database is unreachable);
+- `not responding`: connections are accepted but nothing answers in time (a blocked event loop);
+- `down`: nothing listens (crashed, or restarting under supervisord).
+
+Nothing here reads the settings of another process, and a process's snapshot holds no setting, so the database
+URI (and any credential in it) never appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.simple_httpclient import HTTPTimeoutError
+
+STATES = ("ready", "draining", "not ready", "not responding", "down")
+
+
+async def collect(ports: list[int], *, host: str, metrics_offset: int, request_timeout: float) -> dict:
+    """Ask every process on `ports` (concurrently) and return the fleet's status as a JSON-able dict."""
+    # One client per collection: it is closed (and its sockets with it) as soon as the answers are in.
+    client = AsyncHTTPClient(force_instance=True, max_clients=max(10, 2 * len(ports)))
+    try:
+        processes = await asyncio.gather(
+            *(process_status(client, host, port, metrics_offset, request_timeout) for port in ports)
+        )
+    finally:
+        client.close()
+    counts = {state: sum(p["state"] == state for p in processes) for state in STATES}
+    return {
+        "generated_at": round(time.time(), 3),
+        "processes": list(processes),
+        "summary": {"processes": len(processes), **{state.replace(" ", "_"): n for state, n in counts.items()}},
+    }
+
+
+async def process_status(client, host: str, port: int, metrics_offset: int, request_timeout: float) -> dict:
+    metrics_port = port + metrics_offset if metrics_offset else None
+    ready_code, ready = await fetch_json(client, f"http://{host}:{port}/readyz", request_timeout)
+    snapshot = None
+    # One after the other, so the snapshot's in-flight count does not include our own /readyz; a process that
+    # did not answer /readyz in time is stuck and would not answer this either.
+    if metrics_port and ready_code != "timeout":
+        _, snapshot = await fetch_json(client, f"http://{host}:{metrics_port}/process.json", request_timeout)
+    entry: dict = {"port": port, "metrics_port": metrics_port}
+    if isinstance(ready, dict):
+        # /readyz knows pid and mode too: enough for a row even without the metrics listener.
+        entry.update({key: ready[key] for key in ("pid", "db_mode") if key in ready})
+        entry["mode"] = entry.pop("db_mode", None)
+    if isinstance(snapshot, dict):
+        entry.update(snapshot)
+    entry["state"], entry["detail"] = classify(ready_code, ready, snapshot)
+    return entry
+
+
+def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:
+    """(state, detail) from the /readyz answer (a status, "timeout" or "refused") and the metrics snapshot."""
+    if ready_code == 200:
+        return "ready", ""
+    if any(isinstance(body, dict) and body.get("draining") for body in (ready, snapshot)):
+        return "draining", "stopping: finishing in-flight requests"
+    if isinstance(ready_code, int):
+        reason = (ready.get("status") or ready.get("error")) if isinstance(ready, dict) else None
+        return "not ready", f"/readyz answered {ready_code}" + (f" ({reason})" if reason else "")
+    if ready_code == "timeout":
+        return "not responding", "no answer in time (event loop blocked?)"
+    if snapshot is not None:
+        return "not ready", "its metrics port answers, its app port does not"
+    return "down", "nothing listens on the port"
+
+
+async def fetch_json(client, url: str, request_timeout: float) -> tuple[int | str, dict | None]:
+    """(status, body) of a GET; status is "timeout" or "refused" when no HTTP answer came."""
+    try:
+        response = await client.fetch(
+            url, request_timeout=request_timeout, connect_timeout=request_timeout, raise_error=False
+        )
+    except HTTPTimeoutError:
+        return "timeout", None
+    except (HTTPClientError, OSError):  # refused (nothing listens), or the connection closed mid-request
+        return "refused", None
+    try:
+        return response.code, json.loads(response.body)
+    except (ValueError, TypeError):
+        return response.code, None

@@ -1,0 +1,218 @@
+"""`scripts/bench --tune`: measure each tuning knob against the configuration as deployed, one knob at a time.
+
+nginx knobs are applied to a running fleet: its rendered var/nginx.conf is rewritten and nginx reloaded (HUP),
+so every variant is measured on the same app processes. App knobs (pool sizes) need a fresh fleet per variant.
+The report gives each variant's requests/s and p99 as a ratio to the baseline measured just before it; a knob is
+worth keeping only where that ratio is clearly above the run-to-run noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+
+from app.settings import embedded_uri
+from fleet import probe
+from fleet.bench import runner, wrk
+from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
+from fleet.bench.machine import machine_info, summary_line
+from fleet.bench.report import fmt_ms, fmt_rate, fmt_ratio, table
+from fleet.bench.stats import measurement, ratio
+from fleet.sandbox import free_port_block, short_tmp_dir, start_embedded_db, stop_process
+from fleet.supervisor import Supervisor
+
+NGINX_ENDPOINTS = ("json", "db")
+APP_ENDPOINTS = ("db", "queries")
+TUNE_PROCS = 2
+
+
+def upstream_keepalive(conf: str, connections: int = 32) -> str:
+    """Idle connections to the app processes kept open per nginx worker, instead of a new TCP connection (and a
+    new Tornado connection object) per request. Needs HTTP/1.1 upstream and no `Connection: close` header."""
+    # After the balancing method (nginx requires least_conn before keepalive): at the end of the block.
+    conf = re.sub(
+        r"^([ \t]*)(# fleet:upstream-end\n)", rf"\g<0>\g<1>keepalive {connections};\n", conf, count=1, flags=re.M
+    )
+    # Beside each location's own header list: a nested location without proxy_set_header inherits the whole list.
+    return re.sub(
+        r"^([ \t]*)proxy_set_header Host \$host;\n",
+        r'\g<0>\g<1>proxy_http_version 1.1;\n\g<1>proxy_set_header Connection "";\n',
+        conf,
+        flags=re.M,
+    )
+
+
+def worker_processes(count: str) -> Callable[[str], str]:
+    def apply(conf: str) -> str:
+        return re.sub(r"^worker_processes\s+[^;]+;", f"worker_processes {count};", conf, count=1, flags=re.M)
+
+    return apply
+
+
+def access_log_unbuffered(conf: str) -> str:
+    return re.sub(r"^(\s*access_log\s+[^;]*?)(\s+buffer=\S+?)?(\s+flush=\S+?)?;", r"\1;", conf, flags=re.M)
+
+
+def access_log_off(conf: str) -> str:
+    return re.sub(r"^([ \t]*)access_log\s+[^;]+;", r"\1access_log off;", conf, flags=re.M)
+
+
+NGINX_VARIANTS: dict[str, Callable[[str], str]] = {
+    "upstream keepalive 32": upstream_keepalive,
+    "worker_processes auto": worker_processes("auto"),
+    "access_log unbuffered": access_log_unbuffered,
+    "access_log off": access_log_off,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AppVariant:
+    label: str
+    mode: str
+    app_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Variables read by a driver rather than by Settings (MOTOR_MAX_WORKERS): passed through supervisord.
+    process_env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def app_variants(cpus: int) -> list[AppVariant]:
+    return [
+        AppVariant("async: FLEET_DB_POOL_SIZE=100 (default)", "async"),
+        AppVariant("async: FLEET_DB_POOL_SIZE=10", "async", {"FLEET_DB_POOL_SIZE": "10"}),
+        AppVariant("threads: FLEET_DB_THREADS=16 (default)", "threads"),
+        AppVariant("threads: FLEET_DB_THREADS=4", "threads", {"FLEET_DB_THREADS": "4"}),
+        AppVariant("threads: FLEET_DB_THREADS=64", "threads", {"FLEET_DB_THREADS": "64"}),
+        AppVariant(f"motor: MOTOR_MAX_WORKERS={5 * cpus} (default, 5 x CPUs)", "motor"),
+        AppVariant("motor: MOTOR_MAX_WORKERS=4", "motor", process_env={"MOTOR_MAX_WORKERS": "4"}),
+        AppVariant("motor: MOTOR_MAX_WORKERS=64", "motor", process_env={"MOTOR_MAX_WORKERS": "64"}),
+    ]
+
+
+def run(plan: runner.Plan, progress=None) -> dict:
+    progress = progress or runner.Progress(estimate_seconds(plan))
+    folder = short_tmp_dir("tune-")
+    measurements: list[dict] = []
+    db_server = None
+    try:
+        info = machine_info()
+        cell = runner.CellRunner(plan, wrk.write_pipeline_script(folder), progress)
+        port = free_port_block(1)
+        progress(f"starting the embedded database on 127.0.0.1:{port} and seeding it")
+        db_server = start_embedded_db(port, folder / "db", folder / "db.log")
+        db_uri = embedded_uri(port)
+        measurements += tune_nginx(cell, db_uri, progress)
+        measurements += tune_app(cell, db_uri, progress, info["nproc"] or 1)
+    finally:
+        if db_server is not None:
+            stop_process(db_server)
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"config": runner.config_of(plan), "machine": info, "measurements": measurements}
+
+
+def estimate_seconds(plan: runner.Plan) -> float:
+    nginx_cells = (1 + 2 * len(NGINX_VARIANTS)) * len(NGINX_ENDPOINTS)
+    app_cells = len(app_variants(os.cpu_count() or 1)) * len(APP_ENDPOINTS)
+    fleets = 1 + len(app_variants(os.cpu_count() or 1))
+    return (nginx_cells + app_cells) * plan.cell_seconds() + fleets * runner.FLEET_OVERHEAD_S
+
+
+def tune_nginx(cell: runner.CellRunner, db_uri: str, progress) -> list[dict]:
+    """Each nginx variant against a baseline measured right before it, on one fleet (motor, 2 processes)."""
+    found = []
+    with runner.booted_fleet("motor", "asyncio", TUNE_PROCS, db_uri) as config:
+        conf_path = config.var_dir / "nginx.conf"
+        deployed = conf_path.read_text()
+        supervisor = Supervisor(config.socket)
+        for label, transform in NGINX_VARIANTS.items():
+            for variant, text in (("as deployed", deployed), (label, transform(deployed))):
+                if text == deployed and variant != "as deployed":
+                    raise runner.BenchError(f"tuning {label!r} changed nothing in deploy/nginx.conf")
+                conf_path.write_text(text)
+                reload_nginx(supervisor, config.port)
+                for name in NGINX_ENDPOINTS:
+                    endpoint = ENDPOINTS[name]
+                    runs = cell(f"nginx {variant} {endpoint.path}", config.url + endpoint.path, endpoint.depth)
+                    found.append(measurement("tune", name, runs, knob=label, variant=variant, mode="motor"))
+        conf_path.write_text(deployed)
+    return found
+
+
+def reload_nginx(supervisor: Supervisor, port: int) -> None:
+    supervisor.rpc.signalProcess("nginx", "HUP")
+    # The new workers take over within a few ms; old ones finish their requests. Give it a moment, then check.
+    time.sleep(0.5)
+    if not probe.wait_until(lambda: probe.ready(port), 10):
+        raise runner.BenchError("nginx did not come back after a reload with a tuned config")
+
+
+def tune_app(cell: runner.CellRunner, db_uri: str, progress, cpus: int) -> list[dict]:
+    found = []
+    for variant in app_variants(cpus):
+        progress(f"{variant.label}: booting the fleet")
+        with (
+            patched_environ(variant.process_env),
+            runner.booted_fleet(variant.mode, "asyncio", TUNE_PROCS, db_uri, **variant.app_env) as config,
+        ):
+            for name in APP_ENDPOINTS:
+                endpoint = ENDPOINTS[name]
+                runs = cell(f"{variant.label} {endpoint.path}", config.url + endpoint.path, endpoint.depth)
+                knob = variant.label.split("=")[0]
+                found.append(measurement("tune", name, runs, knob=knob, variant=variant.label, mode=variant.mode))
+    return found
+
+
+@contextlib.contextmanager
+def patched_environ(values: dict[str, str]):
+    """supervisord (started by launcher.up) passes this process's environment on to the app processes."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def markdown(results: dict) -> str:
+    config, info, measurements = results["config"], results["machine"], results["measurements"]
+    lines = [
+        "# Tuning knobs, one at a time",
+        "",
+        f"Measured {info['date']} on {summary_line(info)}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in info['load_average'])}. wrk `-t{config['wrk_threads']} "
+        f"-c{config['connections']}`, {config['runs']} run(s) of {config['duration_s']} s after a "
+        f"{config['warmup_s']} s warm-up, medians; {TUNE_PROCS} app processes. Database endpoints are {DB_BOUND_NOTE}.",
+        "",
+        "nginx knobs: applied to one running fleet (motor, asyncio) by rewriting its config and reloading nginx; "
+        "each ratio is against the configuration as deployed, measured just before the variant.",
+        "",
+    ]
+    rows = []
+    baseline: dict[str, dict] = {}
+    for m in measurements:
+        if m["variant"] == "as deployed" or "(default" in m["variant"]:
+            baseline[(m["knob"], m["endpoint"])] = m
+            label = m["variant"]
+        else:
+            label = f"**{m['variant']}**"
+        base = baseline.get((m["knob"], m["endpoint"]))
+        rows.append(
+            [
+                label,
+                f"`{ENDPOINTS[m['endpoint']].path}`",
+                fmt_rate(m["rps"]),
+                fmt_ratio(ratio(m["rps"], base and base["rps"])),
+                fmt_ms(m["p99_ms"]),
+                fmt_ratio(ratio(m["p99_ms"], base and base["p99_ms"])),
+                str(m["errors"]),
+            ]
+        )
+    lines.append(table(["variant", "endpoint", "req/s", "÷ baseline", "p99 ms", "p99 ÷ baseline", "errors"], rows))
+    return "\n".join(lines) + "\n"

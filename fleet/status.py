@@ -1,0 +1,150 @@
+"""Print the fleet's processes as a table in the terminal: `scripts/status` (``python -m fleet.status``).
+
+By default it reads the running fleet's env file (``var/fleet.env``, or the one under FLEET_VAR_DIR) for the app
+ports and asks every process itself, exactly as the /status page does (app/status.py), so it also works while
+nginx is down or the page is turned off. With ``--url`` it prints a status.json served elsewhere instead (another
+host's nginx, for instance).
+
+Exit status: 0 when every process is ready, 1 when at least one is not, 2 when there is nothing to ask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.parse
+
+from app import status
+from app.settings import Settings, SettingsError
+from fleet import probe
+from fleet.config import FleetConfig
+
+COLUMNS = (
+    ("PORT", lambda p: p["port"]),
+    ("STATE", lambda p: p["state"]),
+    ("MODE", lambda p: p.get("mode") or "-"),
+    ("PID", lambda p: p.get("pid") or "-"),
+    ("UPTIME", lambda p: uptime(p.get("uptime_s"))),
+    ("REQ/S", lambda p: number(p.get("requests_per_s"))),
+    ("IN FLIGHT", lambda p: number(p.get("in_flight"))),
+    ("LAG MS", lambda p: number((p.get("loop") or {}).get("lag_ms"))),
+    ("MAX LAG MS", lambda p: number((p.get("loop") or {}).get("max_lag_ms"))),
+    ("STALLS", lambda p: number((p.get("loop") or {}).get("stalls"))),
+    ("DB POOL", lambda p: pool((p.get("pools") or {}).get("db"))),
+    ("BLOCKING POOL", lambda p: pool((p.get("pools") or {}).get("blocking"))),
+    ("DETAIL", lambda p: p.get("detail") or ""),
+)
+
+
+class StatusError(RuntimeError):
+    """Nothing to ask: no env file, or no status.json at the URL."""
+
+
+def collect_local(config: FleetConfig) -> dict:
+    """Ask the processes of the fleet whose env file is under `config.var_dir` (the ports are in that file)."""
+    if not config.env_file.exists():
+        raise StatusError(f"no fleet env file at {config.env_file}: is the fleet running? (scripts/run)")
+    try:
+        settings = Settings.load({"FLEET_ENV_FILE": str(config.env_file)})
+    except SettingsError as exc:
+        raise StatusError(f"{config.env_file}: {exc}") from None
+    ports = settings.fleet_ports(config.app_port_base) if settings.app_ports else config.app_ports
+    return asyncio.run(
+        status.collect(
+            ports,
+            host=settings.host,
+            metrics_offset=settings.metrics_port_offset,
+            request_timeout=settings.db_timeout_ms / 1000 + 1.0,
+        )
+    )
+
+
+def collect_url(url: str) -> dict:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise StatusError(f"--url: expected http://HOST[:PORT]/status.json, got {url!r}")
+    code, body = probe.get_json(parts.hostname, parts.port or 80, parts.path or "/status.json", timeout=10)
+    if code != 200 or not isinstance(body, dict) or "processes" not in body:
+        raise StatusError(f"{url}: no fleet status there (HTTP {code or 'no answer'})")
+    return body
+
+
+def render(report: dict) -> str:
+    rows = [[str(get(p)) for _, get in COLUMNS] for p in report["processes"]]
+    headers = [name for name, _ in COLUMNS]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    summary = report["summary"]
+    others = [
+        f"{n} {state.replace('_', ' ')}" for state, n in summary.items() if state not in ("processes", "ready") and n
+    ]
+    when = time.strftime("%H:%M:%S", time.localtime(report["generated_at"]))
+    lines.append(
+        f"\n{summary['ready']} of {summary['processes']} ready" + "".join(f", {o}" for o in others) + f" at {when}"
+    )
+    return "\n".join(lines)
+
+
+def uptime(seconds) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def number(value) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def pool(stats) -> str:
+    """running/waiting (threads); Motor's pool does not tell how many run."""
+    if not stats:
+        return "-"
+    return f"{stats.get('active', '?')}/{stats['queued']} ({stats['size']})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/status",
+        description="Print every app process of the fleet: state, mode, pid, uptime, request rate, loop lag, pools "
+        "(running/waiting (threads)). Exit 0 if all are ready, 1 if not, 2 if there is nothing to ask.",
+    )
+    parser.add_argument("--url", help="read this status.json (e.g. http://HOST:8080/status.json) instead")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON instead of a table")
+    parser.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until interrupted")
+    args = parser.parse_args(argv)
+    if args.watch is not None and args.watch <= 0:
+        parser.error("--watch: must be positive")
+    try:
+        while True:
+            report = collect_url(args.url) if args.url else collect_local(FleetConfig.from_env())
+            text = json.dumps(report, indent=2) if args.json else render(report)
+            if args.watch:
+                print("\033[H\033[2J", end="")  # clear the terminal between tables
+            print(text, flush=True)
+            if not args.watch:
+                break
+            time.sleep(args.watch)
+    except (StatusError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    summary = report["summary"]
+    return 0 if summary["ready"] == summary["processes"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

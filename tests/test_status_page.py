@@ -1,0 +1,211 @@
+"""The fleet status page: /status in a real headless Chromium through nginx, /status.json, scripts/status, and a
+process that shows as down while it is killed and restarted. Also: no secrets on it, and it can be turned off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleet import launcher, probe
+from fleet.config import ROOT
+from fleet.sandbox import fleet_config, free_port_block, start_process, stop_fleet, stop_process
+from fleet.supervisor import Supervisor
+from tests.browser import Chromium
+from tests.client import get
+
+pytestmark = pytest.mark.fleet
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+MODE = "threads"
+# The page's rows as the page's own script drew them (one <tr data-port data-state data-mode data-pid> each).
+ROWS_JS = """JSON.stringify(Array.from(document.querySelectorAll("#processes tr")).map(r => ({
+    port: Number(r.dataset.port), state: r.dataset.state, mode: r.dataset.mode, pid: Number(r.dataset.pid) || null,
+    text: r.innerText})))"""
+
+
+@pytest.fixture(scope="module")
+def status_fleet():
+    config = fleet_config(MODE, 2)
+    try:
+        launcher.up(config, log=lambda *_: None)
+        yield config
+    finally:
+        stop_fleet(config)
+
+
+def save(path: Path, png: bytes) -> None:
+    """Keep a screenshot for a human to look at (tests/artifacts/ is ignored by git)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+
+
+def rows_by_port(raw: str | None) -> dict[int, dict]:
+    return {row["port"]: row for row in json.loads(raw or "[]")}
+
+
+def test_status_json_lists_every_process_through_nginx(status_fleet):
+    supervisor = Supervisor(status_fleet.socket)
+    pids = {int(p["name"].split("-")[1]): p["pid"] for p in supervisor.app_processes()}
+    response = get(f"{status_fleet.url}/status.json")
+    assert response.status == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    report = response.json()
+    assert [p["port"] for p in report["processes"]] == status_fleet.app_ports
+    for process in report["processes"]:
+        assert process["state"] == "ready", process
+        assert process["mode"] == MODE
+        assert process["pid"] == pids[process["port"]]
+        assert process["uptime_s"] >= 0
+        assert process["loop"]["max_lag_ms"] >= 0
+        assert process["pools"]["db"]["size"] == 16
+        assert process["pools"]["blocking"]["size"] == 4
+    assert report["summary"] == {
+        "processes": 2,
+        "ready": 2,
+        "draining": 0,
+        "not_ready": 0,
+        "not_responding": 0,
+        "down": 0,
+    }
+    assert report["served_by"]["port"] in status_fleet.app_ports
+
+
+def test_scripts_status_prints_a_table_from_the_env_file(status_fleet):
+    env = {**os.environ, "FLEET_VAR_DIR": str(status_fleet.var_dir)}
+    result = subprocess.run([str(ROOT / "scripts" / "status")], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["PORT", "STATE", "MODE"]
+    for port in status_fleet.app_ports:
+        assert any(line.split()[:3] == [str(port), "ready", MODE] for line in lines), result.stdout
+    assert "2 of 2 ready" in result.stdout
+
+    as_json = subprocess.run(
+        [str(ROOT / "scripts" / "status"), "--json", "--url", f"{status_fleet.url}/status.json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    assert [p["port"] for p in json.loads(as_json.stdout)["processes"]] == status_fleet.app_ports
+
+    missing = subprocess.run(
+        [str(ROOT / "scripts" / "status")],
+        env={**env, "FLEET_VAR_DIR": str(status_fleet.var_dir / "nowhere")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 2
+    assert "no fleet env file" in missing.stderr
+
+
+def test_the_page_shows_a_killed_process_down_then_up_again_in_chromium(status_fleet, tmp_path):
+    asyncio.run(_browse_kill_and_restart(status_fleet, tmp_path))
+
+
+async def _browse_kill_and_restart(fleet, workdir: Path) -> None:
+    supervisor = Supervisor(fleet.socket)
+    victim = supervisor.app_processes()[0]
+    victim_port = int(victim["name"].split("-")[1])
+    # A fast refresh, so the ~2 s a killed process takes to come back spans several refreshes.
+    browser = await Chromium.open(f"{fleet.url}/status?refresh=0.3", workdir)
+    try:
+        rows = rows_by_port(
+            await browser.wait_for(
+                lambda raw: sum(r["state"] == "ready" for r in rows_by_port(raw).values()) == fleet.procs,
+                ROWS_JS,
+                within=20,
+            )
+        )
+        save(ARTIFACTS / "status-ready.png", await browser.screenshot())
+        assert sorted(rows) == fleet.app_ports, rows
+        assert all(row["state"] == "ready" and row["mode"] == MODE for row in rows.values()), rows
+        assert all(MODE in row["text"] for row in rows.values())
+        assert rows[victim_port]["pid"] == victim["pid"]
+        summary = await browser.evaluate('document.getElementById("summary").textContent')
+        assert summary.startswith(f"{fleet.procs} of {fleet.procs} processes ready")
+
+        os.kill(victim["pid"], signal.SIGKILL)
+        down = rows_by_port(
+            await browser.wait_for(lambda raw: rows_by_port(raw)[victim_port]["state"] == "down", ROWS_JS, within=10)
+        )
+        save(ARTIFACTS / "status-one-down.png", await browser.screenshot())
+        assert down[victim_port]["state"] == "down", down
+        others = [row for port, row in down.items() if port != victim_port]
+        assert all(row["state"] == "ready" for row in others), down
+
+        back = rows_by_port(
+            await browser.wait_for(
+                lambda raw: (row := rows_by_port(raw)[victim_port])["state"] == "ready" and row["pid"] != victim["pid"],
+                ROWS_JS,
+                within=30,
+            )
+        )
+        save(ARTIFACTS / "status-restarted.png", await browser.screenshot())
+        assert back[victim_port]["state"] == "ready", back
+        assert back[victim_port]["pid"] == supervisor.process(f"app:{victim['name']}")["pid"] != victim["pid"]
+        assert back[victim_port]["mode"] == MODE
+    finally:
+        browser.close()
+
+
+# -- a single process: secrets and the off switch (no fleet needed) -------------------------------------------
+
+
+@pytest.fixture
+def lone_process(tmp_path):
+    """Start one app process whose database is unreachable, with the given extra settings; yields its URL."""
+    started = []
+
+    def start(**env: str) -> tuple[str, int]:
+        port = free_port_block(2)
+        settings = {
+            "FLEET_ENV_FILE": "",
+            "FLEET_METRICS_PORT_OFFSET": "1",
+            "FLEET_DB_TIMEOUT_MS": "200",
+            "FLEET_DB_MODE": "async",
+            **env,
+        }
+        process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / f"{port}.log", settings)
+        started.append(process)
+        up = probe.wait_until(lambda: probe.get_json("127.0.0.1", port, "/healthz")[0] == 200, 20)
+        assert up, (tmp_path / f"{port}.log").read_text()[-2000:]
+        return f"http://127.0.0.1:{port}", port
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            stop_process(process)
+
+
+def test_the_status_page_leaks_no_database_credentials(lone_process):
+    dead_db = free_port_block(1)
+    secret = "s3cret-Passw0rd"
+    url, port = lone_process(MONGODB_URI=f"mongodb://fleet-admin:{secret}@127.0.0.1:{dead_db}/?authSource=admin")
+    report = get(f"{url}/status.json")
+    assert report.status == 200
+    (process,) = report.json()["processes"]
+    assert process["state"] == "not ready"  # the database is unreachable; the page says so
+    assert "503" in process["detail"]
+    bodies = [report.body, get(f"{url}/status").body, get(f"http://127.0.0.1:{port + 1}/metrics").body]
+    for body in bodies:
+        assert secret.encode() not in body
+        assert b"fleet-admin" not in body
+
+
+def test_the_status_page_can_be_turned_off(lone_process):
+    url, _ = lone_process(FLEET_STATUS_PAGE="false")
+    for path in ("/status", "/status.json", "/status.js"):
+        response = get(url + path)
+        assert response.status == 404, path
+        assert response.json() == {"error": f"no such endpoint: {path}"}
