@@ -1,8 +1,23 @@
-"""Graceful drain: what a process does between SIGTERM and exit.
+"""Graceful drain: what a process does between SIGTERM and exit, so that a restart loses no request.
 
-Tornado's `close_all_connections()` alone would cut requests in flight, so the process counts them itself:
-stop accepting, answer every request still arriving on an open connection with ``Connection: close`` (so nginx
-stops reusing it), wait for the in-flight count to reach zero within a deadline, then close what is left.
+The order matters, and each step closes a race seen under load through nginx (tests/test_switch.py):
+
+1. **Stop listening without resetting anyone.** Closing a listening socket resets (RST) every connection the
+   kernel has already completed but the process has not accepted yet. nginx has sent its request on such a
+   connection, so for nginx that is an error *after* sending: it passes a GET on to another process, but never a
+   POST (it may have been applied), and the client gets a 502. So `FleetHTTPServer.stop_accepting()` first
+   accepts everything in the queue, then closes the socket in the same step (no await in between), and serves
+   what it accepted. From then on a connect is refused, which nginx retries on another process for any method
+   (nothing was sent), and it skips this process for `fail_timeout`.
+2. **Wait for connections, not only for requests.** A connection accepted a moment ago carries a request whose
+   headers Tornado has not parsed yet: no handler exists, so the in-flight count is still zero. Closing it then
+   would reset a request nginx has sent. The drain therefore waits until no request is in flight *and* either
+   every connection has closed (nginx's one-request connections close after their response) or nothing has
+   happened on them for `IDLE_GRACE` (what is left is an idle keep-alive connection).
+3. Requests that arrive on an open connection meanwhile are served, with ``Connection: close`` (BaseHandler), so
+   the client does not reuse the connection.
+4. At the deadline (FLEET_DRAIN_SECONDS), whatever is still open is closed; then app.server closes the store.
+   supervisord's stopwaitsecs (deploy/supervisord.conf) is well above that deadline.
 """
 
 from __future__ import annotations
@@ -10,40 +25,118 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
+from collections.abc import Iterable
+
+import tornado.httpserver
+import tornado.iostream
 
 log = logging.getLogger("fleet.lifecycle")
 
+# Quiet time after which the connections still open while no request is in flight are idle keep-alive ones. A
+# request nginx has sent is parsed within one turn of the event loop, far below this.
+IDLE_GRACE = 0.25
+POLL = 0.02
+
 
 class Lifecycle:
+    """In-flight requests and open connections of one process, and its drain."""
+
     def __init__(self) -> None:
         self.draining = False
         self.in_flight = 0
+        self.open_connections = 0
         self.started_at = time.time()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # time.monotonic() of the last connection opened or request started or finished.
+        self.last_activity = time.monotonic()
 
     def request_started(self) -> None:
         self.in_flight += 1
-        self._idle.clear()
+        self.last_activity = time.monotonic()
 
     def request_finished(self) -> None:
         self.in_flight -= 1
-        if self.in_flight == 0:
-            self._idle.set()
+        self.last_activity = time.monotonic()
 
-    async def drain(self, server, deadline_seconds: float) -> bool:
-        """Stop `server` and wait for in-flight requests. Returns False if the deadline cut some off."""
+    def connection_opened(self) -> None:
+        self.open_connections += 1
+        self.last_activity = time.monotonic()
+
+    def connection_closed(self) -> None:
+        self.open_connections -= 1
+
+    def settled(self) -> bool:
+        """No request in flight and no connection that could still carry one."""
+        if self.in_flight:
+            return False
+        return self.open_connections == 0 or time.monotonic() - self.last_activity >= IDLE_GRACE
+
+    async def drain(self, server: FleetHTTPServer, deadline_seconds: float) -> bool:
+        """Stop `server` and let its requests finish. Returns False if the deadline cut some off."""
         self.draining = True
-        server.stop()
-        log.info("draining: %d request(s) in flight, deadline %.1fs", self.in_flight, deadline_seconds)
-        try:
-            await asyncio.wait_for(self._idle.wait(), deadline_seconds)
-            clean = True
-        except TimeoutError:
+        started = time.monotonic()
+        accepted = server.stop_accepting()
+        log.info(
+            "draining: %d request(s) in flight, %d connection(s) open (%d taken from the accept queue), deadline %.1fs",
+            self.in_flight,
+            self.open_connections,
+            accepted,
+            deadline_seconds,
+        )
+        deadline = started + deadline_seconds
+        # Polled, not event-driven: "settled" includes a quiet period, which no single event marks.
+        while time.monotonic() < deadline:
+            if self.settled():
+                break
+            await asyncio.sleep(POLL)
+        clean = self.settled()
+        if not clean:
             log.warning("drain deadline reached with %d request(s) still in flight", self.in_flight)
-            clean = False
         # What is left now is idle keep-alive connections (or requests past the deadline).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 1.0)
+        log.info("drained in %.2fs", time.monotonic() - started)
         return clean
+
+
+class FleetHTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTPServer, telling a `Lifecycle` about its connections, with a stop that resets no one."""
+
+    def initialize(self, *args, lifecycle: Lifecycle, **kwargs) -> None:
+        super().initialize(*args, **kwargs)
+        self.lifecycle = lifecycle
+        self.listening: list[socket.socket] = []
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        sockets = list(sockets)
+        self.listening += sockets
+        super().add_sockets(sockets)
+
+    def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple) -> None:
+        self.lifecycle.connection_opened()
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        self.lifecycle.connection_closed()
+        super().on_close(server_conn)
+
+    def stop_accepting(self) -> int:
+        """Close the listening sockets after taking every connection already queued on them; returns how many
+        were taken. Synchronous on purpose: between the last accept and the close no other code runs."""
+        queued: list[tuple[socket.socket, tuple]] = []
+        for listener in self.listening:
+            while True:
+                try:
+                    queued.append(listener.accept())
+                except (BlockingIOError, InterruptedError):
+                    break
+                except ConnectionAbortedError:
+                    continue  # the client gave up before we took it
+        self.stop()
+        for connection, address in queued:
+            stream = tornado.iostream.IOStream(
+                connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+            )
+            self.handle_stream(stream, address)
+        return len(queued)

@@ -12,12 +12,11 @@ import logging
 import signal
 import sys
 
-import tornado.httpserver
 import tornado.ioloop
 
 from app import logs, metrics
 from app.blocking import BlockingPool
-from app.lifecycle import Lifecycle
+from app.lifecycle import FleetHTTPServer, Lifecycle
 from app.settings import Settings, SettingsError
 from app.store import open_store
 from app.watchdog import Watchdog
@@ -77,7 +76,8 @@ async def serve(settings: Settings, port: int) -> None:
     rate_sampler = tornado.ioloop.PeriodicCallback(process_metrics.sample_rate, 1000)
     rate_sampler.start()
     metrics_server = None
-    server = tornado.httpserver.HTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES)
+    # Counts connections for the drain and stops listening without resetting queued ones (app/lifecycle.py).
+    server = FleetHTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES, lifecycle=lifecycle)
     try:
         server.listen(port, address=settings.host)
         if settings.metrics_port_offset:
