@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tornado.web
 
-from app.handlers import benchmark, fault, health, notes
+from app.handlers import benchmark, fault, health, notes, slow
 from app.handlers.base import NotFoundHandler
 from app.handlers.status import StatusJsonHandler, StatusPageHandler
 from app.lifecycle import Lifecycle
@@ -47,6 +47,8 @@ def make_app(
     ]
     if settings.faults:
         routes.append((r"/fault/block", fault.BlockHandler))
+        # A slow request that does not block the loop: what the drain test keeps in flight (app/handlers/slow.py).
+        routes.append((r"/fault/sleep", slow.SleepHandler))
     if settings.status_page:
         routes += [
             (r"/status", StatusPageHandler),
