@@ -62,6 +62,8 @@ def setup(level: str, *, port: int, mode: str, stream=None) -> logging.Handler:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Python's warnings too, so that nothing reaches the log file as a bare line.
+    logging.captureWarnings(True)
     # DEBUG is for the app's own lines (every request); the drivers' DEBUG logs every command and heartbeat.
     for noisy in ("pymongo", "motor", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
