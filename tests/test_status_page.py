@@ -108,6 +108,21 @@ def test_scripts_status_prints_a_table_from_the_env_file(status_fleet):
     assert "no fleet env file" in missing.stderr
 
 
+def test_a_stuck_process_shows_as_not_responding(status_fleet):
+    stuck, other = Supervisor(status_fleet.socket).app_processes()
+    # Asked straight at the other process: through nginx, the request itself might land on the stuck one.
+    url = f"http://127.0.0.1:{int(other['name'].split('-')[1])}/status.json"
+    os.kill(stuck["pid"], signal.SIGSTOP)  # a blocked event loop, as far as anyone outside can tell
+    try:
+        report = get(url, timeout=10).json()
+    finally:
+        os.kill(stuck["pid"], signal.SIGCONT)
+    states = {p["port"]: (p["state"], p["detail"]) for p in report["processes"]}
+    assert states[int(stuck["name"].split("-")[1])] == ("not responding", "no answer in time (event loop blocked?)")
+    assert states[int(other["name"].split("-")[1])] == ("ready", "")
+    assert report["summary"]["not_responding"] == 1
+
+
 def test_the_page_shows_a_killed_process_down_then_up_again_in_chromium(status_fleet, tmp_path):
     asyncio.run(_browse_kill_and_restart(status_fleet, tmp_path))
 
