@@ -7,6 +7,7 @@ PID, never by name, because other fleets may be running on the same machine.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,16 +28,27 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive ports that are free on 127.0.0.1 right now."""
-    for _ in range(200):
-        with socket.socket() as probe_socket:
-            probe_socket.bind(("127.0.0.1", 0))
-            base = probe_socket.getsockname()[1]
-        if base + count >= 65000:
-            continue
+    """The first of `count` consecutive ports that are free on 127.0.0.1 right now.
+
+    Chosen below the kernel's ephemeral range: under load tests that range fills with outgoing connections and
+    TIME_WAIT sockets (nginx opens one per proxied request), and a port taken from it may be in use a moment later.
+    """
+    low = ephemeral_range()[0]
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(10_000, low - count)
         if all(port_free(base + i) for i in range(count)):
             return base
-    raise RuntimeError("no block of free ports found")
+    raise RuntimeError(f"no block of {count} free ports found between 10000 and {low}")
+
+
+def ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    # A range that starts low leaves little room below it: then search up to 65000, overlapping it.
+    return (low, high) if low > 20_000 else (65_000, high)
 
 
 def port_free(port: int) -> bool:
