@@ -11,8 +11,10 @@ import sys
 
 import pytest
 
-from app.settings import DB_MODES, EVENT_LOOPS
+from app.settings import DB_MODES, EVENT_LOOPS, embedded_uri
+from fleet.bench import cli
 from fleet.bench.endpoints import ENDPOINTS
+from fleet.sandbox import free_port_block
 
 
 @pytest.mark.fleet
@@ -50,3 +52,30 @@ def test_quick_run_reports_every_mode_loop_and_endpoint_with_zero_errors(tmp_pat
     assert (out / "results.csv").read_text().count("\n") == 1 + len(results["measurements"])
     for png in ("throughput.png", "latency.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.fleet
+def test_url_mode_measures_a_running_fleet_labelled_from_readyz(start_fleet, tmp_path):
+    config = start_fleet(mode="threads", procs=2, FLEET_EVENT_LOOP="uvloop")
+    out = tmp_path / "bench"
+    argv = ["--url", config.url, "--mongodb-uri", embedded_uri(config.db_port), "--endpoints", "json,db"]
+    argv += ["--runs", "1", "--duration", "1", "--warmup", "0", "--connections", "8", "--no-plots", "--out", str(out)]
+    assert cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    fleet = {m["endpoint"]: m for m in results["measurements"] if m["target"] == "fleet"}
+    assert fleet.keys() == {"json", "db"}
+    assert {(m["mode"], m["loop"]) for m in fleet.values()} == {("threads", "uvloop")}
+    assert {m["target"] for m in results["measurements"]} == {"fleet", "nginx", "db"}
+    assert "| threads | uvloop | ? |" in (out / "report.md").read_text()
+
+
+def test_a_failed_run_keeps_what_it_measured_and_can_be_reported(tmp_path, capsys):
+    nothing_there = f"http://127.0.0.1:{free_port_block(1)}"
+    argv = ["--url", nothing_there, "--runs", "1", "--duration", "1", "--warmup", "0", "--out", str(tmp_path)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "/readyz does not answer" in err and "--report-only" in err
+    saved = tmp_path / "partial" / "results.json"
+    assert {m["target"] for m in json.loads(saved.read_text())["measurements"]} == {"nginx"}
+    assert cli.main(["--report-only", str(saved), "--no-plots"]) == 0
+    assert "nginx alone" in (tmp_path / "partial" / "report.md").read_text()

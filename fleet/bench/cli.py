@@ -170,12 +170,16 @@ class Stop(Exception):
         self.status = status
 
 
-def measure(run, what: str):
-    """Run a benchmark, turning its failures into exit statuses."""
+def measure(run, what: str, out: Path):
+    """Run a benchmark, turning its failures into exit statuses; keeps what a failed run measured."""
     try:
         return run()
     except (runner.BenchError, wrk.WrkError, RuntimeError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
+        partial = getattr(exc, "partial", None)
+        if partial:
+            saved = report.write_raw(partial, out / "partial")[0]
+            print(f"bench: what was measured before is in {saved} (report it: --report-only {saved})", file=sys.stderr)
         raise Stop(1) from None
     except KeyboardInterrupt:
         print(f"bench: {what} interrupted; every process it started was stopped", file=sys.stderr)
@@ -185,7 +189,7 @@ def measure(run, what: str):
 def main_tune(plan: runner.Plan, out: Path) -> int:
     estimate = tuning.estimate_seconds(plan)
     print(f"bench --tune: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
-    results = measure(lambda: tuning.run(plan), "tuning")
+    results = measure(lambda: tuning.run(plan), "tuning", out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tuning.json").write_text(json.dumps(results, indent=1) + "\n")
     text = tuning.markdown(results)
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 return main_tune(plan, out)
             estimate = plan.estimate_seconds()
             print(f"bench: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
-            results = measure(lambda: runner.run(plan), "benchmark")
+            results = measure(lambda: runner.run(plan), "benchmark", out)
     except Stop as stop:
         return stop.status
     written = write_outputs(results, out, with_plots=not args.no_plots)

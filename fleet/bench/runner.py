@@ -91,6 +91,7 @@ def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
     progress = progress or Progress(plan.estimate_seconds())
     folder = short_tmp_dir("bench-")
     measurements: list[dict] = []
+    info: dict = {}
     db_server = None
     try:
         info = machine_info()
@@ -102,11 +103,15 @@ def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
             progress(f"starting the embedded database on 127.0.0.1:{port} and seeding it")
             db_server = start_embedded_db(port, folder / "db", folder / "db.log")
             db_uri = embedded_uri(port)
-        measurements += measure_references(plan, cell, folder, db_uri, progress)
+        measure_references(plan, cell, folder, db_uri, progress, found=measurements)
         if plan.url:
-            measurements += measure_given_fleet(plan, cell)
+            measure_given_fleet(plan, cell, found=measurements)
         else:
-            measurements += measure_fleets(plan, cell, db_uri, progress)
+            measure_fleets(plan, cell, db_uri, progress, found=measurements)
+    except (BenchError, wrk.WrkError, RuntimeError, OSError) as exc:
+        # Minutes of measurements are worth keeping even when a later cell fails.
+        partial = {"config": config_of(plan), "machine": info, "measurements": measurements}
+        raise BenchError(str(exc), partial=partial if info and measurements else None) from exc
     finally:
         if db_server is not None:
             stop_process(db_server)
@@ -164,8 +169,9 @@ class CellRunner:
         return runs
 
 
-def measure_references(plan: Plan, cell: CellRunner, folder: Path, db_uri: str | None, progress) -> list[dict]:
-    found = []
+def measure_references(
+    plan: Plan, cell: CellRunner, folder: Path, db_uri: str | None, progress, *, found: list[dict]
+) -> None:
     with references.NginxAlone(folder / "nginx-alone", free_port_block(1)) as nginx:
         found.append(measurement("nginx", "plain", cell("nginx alone, return 200", nginx.url)))
         depth = ENDPOINTS["plaintext"].depth
@@ -182,26 +188,22 @@ def measure_references(plan: Plan, cell: CellRunner, folder: Path, db_uri: str |
                 f"{result['rps']:,.0f} find_one/s, p99 {result['p99_ms']:.1f} ms, {result['errors']} errors"
             )
         found.append(measurement("db", "find_one", runs, threads=plan.db_threads))
-    return found
 
 
-def measure_given_fleet(plan: Plan, cell: CellRunner) -> list[dict]:
+def measure_given_fleet(plan: Plan, cell: CellRunner, *, found: list[dict]) -> None:
     base = plan.url.rstrip("/")
     host, _, port = base.removeprefix("http://").partition(":")
     ready = probe.ready(int(port or 80), host=host)
     if not ready:
         raise BenchError(f"{base}/readyz does not answer 200: is the fleet up?")
     mode, loop = ready.get("db_mode", "?"), ready.get("event_loop", "?")
-    found = []
     for name in plan.endpoints:
         endpoint = ENDPOINTS[name]
         runs = cell(f"{base} {endpoint.path}", base + endpoint.path, endpoint.depth)
         found.append(measurement("fleet", name, runs, mode=mode, loop=loop, procs=None, path=endpoint.path))
-    return found
 
 
-def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress) -> list[dict]:
-    found = []
+def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found: list[dict]) -> None:
     smallest = min(plan.procs)
     for procs in plan.procs:
         for mode in plan.modes:
@@ -224,11 +226,14 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress) -> list[
                         found.append(
                             measurement("direct", name, runs, mode=mode, loop=loop, procs=1, path=endpoint.path)
                         )
-    return found
 
 
 class BenchError(RuntimeError):
-    """The benchmark cannot go on; the message says why."""
+    """The benchmark cannot go on; the message says why. `partial`: the results measured until then, if any."""
+
+    def __init__(self, message: str, partial: dict | None = None):
+        super().__init__(message)
+        self.partial = partial
 
 
 @contextlib.contextmanager
