@@ -1,0 +1,189 @@
+"""A bounded load generator for the fleet: N client threads reading and writing through nginx on 127.0.0.1.
+
+Each client keeps one keep-alive connection (reopened after an error, as a real client would) and cycles through
+`POST /api/notes`, `GET /api/notes/{id}` of the note it just wrote, `GET /db` and `GET /api/notes?limit=5`, at
+most `rate` requests per second. Every request is counted; a failure is a connection error, a timeout, a 5xx or
+any status the endpoint should not give. The ids of acknowledged writes (201) are kept, so a caller can check
+afterwards that every one of them can still be read back.
+
+Used by tests/test_switch.py and by `python -m fleet.switch_trial`; bounded by design (closed loop, capped rate,
+stopped by the caller), because the machine it runs on is shared with the fleet it measures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from urllib.parse import urlsplit
+
+# What each client does, in turn; `_send` turns a step into a request and `_check` knows its expected status.
+CYCLE = ("write", "read_back", "db", "list")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    op: str
+    status: int  # 0: no HTTP response at all
+    error: str  # empty when the request succeeded
+    started: float  # time.monotonic()
+    latency: float  # seconds
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+
+@dataclasses.dataclass
+class LoadResult:
+    outcomes: list[Outcome]
+    acknowledged: list[str]  # note ids answered 201
+    seconds: float
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.failed]
+
+    def count(self, op: str | None = None) -> int:
+        return sum(1 for o in self.outcomes if op is None or o.op == op)
+
+    def summary(self) -> str:
+        by_op = Counter(o.op for o in self.outcomes)
+        latencies = sorted(o.latency for o in self.outcomes)
+        p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0
+        worst = latencies[-1] if latencies else 0.0
+        ops = ", ".join(f"{op} {by_op[op]}" for op in CYCLE if by_op[op])
+        return (
+            f"{len(self.outcomes)} requests in {self.seconds:.1f}s ({ops}), {len(self.failures)} failed, "
+            f"{len(self.acknowledged)} writes acknowledged; latency p99 {1000 * p99:.0f} ms, max {1000 * worst:.0f} ms"
+        )
+
+
+class Load:
+    """`with Load(url) as load: ...` runs the clients for the duration of the block; then read `load.result`."""
+
+    def __init__(self, url: str, clients: int = 16, rate: float = 25.0, timeout: float = 15.0):
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"the load generator only targets this host (127.0.0.1), not {parts.hostname!r}")
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.clients = clients
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.timeout = timeout
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._outcomes: list[Outcome] = []
+        self._acknowledged: list[str] = []
+        self._threads: list[threading.Thread] = []
+        self._started = 0.0
+        self.result: LoadResult | None = None
+
+    def __enter__(self) -> Load:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._threads = [
+            threading.Thread(target=self._client, args=(n,), name=f"load-{n}", daemon=True) for n in range(self.clients)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+        with self._lock:
+            self.result = LoadResult(list(self._outcomes), list(self._acknowledged), time.monotonic() - self._started)
+        return self.result
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._outcomes)
+
+    def failures(self) -> list[Outcome]:
+        with self._lock:
+            return [o for o in self._outcomes if o.failed]
+
+    def _client(self, number: int) -> None:
+        conn: http.client.HTTPConnection | None = None
+        last_id: str | None = None
+        step = number  # clients start at different points of the cycle
+        while not self._stop.is_set():
+            op = CYCLE[step % len(CYCLE)]
+            step += 1
+            if op == "read_back" and last_id is None:
+                continue
+            if conn is None:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            started = time.monotonic()
+            status, body, error = 0, b"", ""
+            try:
+                status, body = _send(conn, op, last_id, number)
+            except (OSError, http.client.HTTPException) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                conn.close()
+                conn = None
+            latency = time.monotonic() - started
+            if not error:
+                error = _check(op, status, body)
+            with self._lock:
+                self._outcomes.append(Outcome(op, status, error, started, latency))
+                if op == "write" and not error:
+                    last_id = json.loads(body)["id"]
+                    self._acknowledged.append(last_id)
+            pause = self.interval - latency
+            if pause > 0:
+                self._stop.wait(pause)
+        if conn is not None:
+            conn.close()
+
+
+def _send(conn: http.client.HTTPConnection, op: str, last_id: str | None, client: int) -> tuple[int, bytes]:
+    if op == "write":
+        body = json.dumps({"title": f"load {client} {uuid.uuid4().hex[:8]}", "tags": ["load"]})
+        conn.request("POST", "/api/notes", body=body, headers={"Content-Type": "application/json"})
+    elif op == "read_back":
+        conn.request("GET", f"/api/notes/{last_id}")
+    elif op == "db":
+        conn.request("GET", "/db")
+    else:
+        conn.request("GET", "/api/notes?limit=5")
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def _check(op: str, status: int, body: bytes) -> str:
+    expected = 201 if op == "write" else 200
+    if status != expected:
+        return f"HTTP {status}: {body[:200]!r}"
+    return ""
+
+
+def all_note_ids(url: str, timeout: float = 15.0) -> set[str]:
+    """Every note id the API lists, page by page (newest first): what a user can read back."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    ids: set[str] = set()
+    cursor = ""
+    try:
+        while True:
+            conn.request("GET", f"/api/notes?limit=100{'&cursor=' + cursor if cursor else ''}")
+            response = conn.getresponse()
+            page = json.loads(response.read())
+            if response.status != 200:
+                raise RuntimeError(f"GET /api/notes answered {response.status}: {page}")
+            ids.update(note["id"] for note in page["notes"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return ids
+    finally:
+        conn.close()

@@ -1,0 +1,329 @@
+"""Rolling restart of the app processes, one at a time, with no failed request: `python -m fleet.rolling`
+(behind scripts/rolling-restart; scripts/switch-db-mode uses the same steps after rewriting the env file).
+
+For each process, in turn:
+1. supervisord stops it (SIGTERM): the process drains (app/lifecycle.py) and exits; meanwhile nginx's connects
+   to it are refused, and nginx passes those requests to the other processes (`proxy_next_upstream error`).
+2. supervisord starts it again; it reads the env file (var/fleet.env) at start.
+3. It must answer /readyz on its own port with a new pid and the expected database mode, and supervisord must
+   see it RUNNING.
+4. nginx must route to it again. nginx skips a process for `fail_timeout` after a refused connect, so right
+   after step 3 it may still consider this one down; stopping the next process then would leave nginx with no
+   live process at all (N = 2: every request answered 502 "no live upstreams"). So the step ends only once a
+   /readyz sent through nginx is answered by the new pid.
+Only then is the next process touched. A process that exits or is not ready by the deadline is stopped (so nginx
+never sends it a request it cannot serve), the others keep serving, and the command says which process failed,
+the end of its log, and the command to run next. Processes that are not serving are restarted first: restarting
+them costs no capacity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import os
+import re
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from app.settings import Settings, SettingsError, read_env_file
+from fleet import probe
+from fleet.config import FleetConfig
+from fleet.supervisor import Supervisor, app_port
+
+READY_TIMEOUT = 60.0
+NGINX_LISTEN = re.compile(r"^\s*listen\s+(?:\S*:)?(\d+)\b[^;]*;\s*#\s*fleet:listen", re.M)
+# supervisord states in which a process will not become ready by itself (it exited, or gave up restarting it).
+GAVE_UP = ("BACKOFF", "EXITED", "FATAL", "STOPPED", "UNKNOWN")
+
+
+class RollingError(RuntimeError):
+    """Refused before anything changed (fleet not running, invalid env file, another restart in progress)."""
+
+
+class InvalidEnvFile(RollingError):
+    """The env file holds a setting a process would refuse: nothing was restarted."""
+
+
+class RestartFailed(RuntimeError):
+    """A process did not come back; the message says which, why, and what to run next."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessStatus:
+    name: str  # supervisord's name, app-PORT
+    port: int
+    state: str  # supervisord's state name
+    pid: int  # 0 when not running
+    mode: str  # from /readyz; "" when it does not answer
+    ready: bool
+    detail: str  # /readyz's status, or why there is none
+
+    @property
+    def namespec(self) -> str:
+        return f"app:{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Fleet:
+    """What the rolling restart needs of a running fleet: its supervisord, env file and nginx port."""
+
+    config: FleetConfig
+    supervisor: Supervisor
+    nginx_port: int
+
+    @property
+    def env_file(self) -> Path:
+        return self.config.env_file
+
+
+def connect(config: FleetConfig) -> Fleet:
+    """The running fleet of `config.var_dir`, or RollingError saying why there is none."""
+    supervisor = Supervisor(config.socket)
+    if not supervisor.running():
+        raise RollingError(
+            f"the fleet is not running (no supervisord answers on {config.socket}); start it with "
+            f"{command('run', config)}"
+        )
+    processes = supervisor.processes()
+    names = {p["name"]: p["statename"] for p in processes}
+    if not any(p["group"] == "app" for p in processes):
+        raise RollingError(f"supervisord on {config.socket} runs no app processes")
+    if names.get("nginx") != "RUNNING":
+        raise RollingError(f"nginx is {names.get('nginx', 'missing')}, not RUNNING; see {config.var_dir}/log/")
+    return Fleet(config, supervisor, nginx_port(config.var_dir / "nginx.conf"))
+
+
+def nginx_port(rendered_conf: Path) -> int:
+    """The public port of the running nginx: the `fleet:listen` line of the config it was started with."""
+    try:
+        match = NGINX_LISTEN.search(rendered_conf.read_text())
+    except OSError as exc:
+        raise RollingError(f"cannot read nginx's config {rendered_conf}: {exc.strerror}") from None
+    if not match:
+        raise RollingError(f"no 'listen PORT;  # fleet:listen' line in {rendered_conf}")
+    return int(match[1])
+
+
+def env_settings(env_file: Path) -> Settings:
+    """The settings a process started now would load (RollingError if it would refuse them)."""
+    try:
+        return Settings.from_mapping(read_env_file(env_file))
+    except SettingsError as exc:
+        raise InvalidEnvFile(f"invalid setting in {env_file}: {exc}; nothing was restarted") from None
+
+
+def status(fleet: Fleet) -> list[ProcessStatus]:
+    """Every app process as supervisord and its own /readyz see it, in port order."""
+    rows = []
+    for info in fleet.supervisor.app_processes():
+        port = app_port(info)
+        code, body = probe.get_json("127.0.0.1", port, "/readyz", timeout=3.0)
+        body = body or {}
+        if code == 0:
+            detail = "no answer"
+        else:
+            detail = str(body.get("status", f"HTTP {code}"))
+            if body.get("error"):
+                detail += f" ({body['error']})"
+        rows.append(
+            ProcessStatus(
+                name=info["name"],
+                port=port,
+                state=info["statename"],
+                pid=info["pid"],
+                mode=str(body.get("db_mode", "")),
+                ready=code == 200 and body.get("pid") == info["pid"],
+                detail=detail,
+            )
+        )
+    return rows
+
+
+def format_status(rows: list[ProcessStatus]) -> str:
+    header = ("process", "port", "pid", "state", "mode", "ready", "readyz")
+    table = [header] + [
+        (r.name, str(r.port), str(r.pid or "-"), r.state, r.mode or "-", "yes" if r.ready else "NO", r.detail)
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
+
+
+@contextlib.contextmanager
+def exclusive(config: FleetConfig) -> Iterator[None]:
+    """One switch or rolling restart at a time per fleet: two at once could stop two processes together."""
+    path = config.var_dir / "rolling.lock"
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise RollingError(f"another switch or rolling restart of this fleet is running (pid {holder})") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+def restart_order(rows: list[ProcessStatus]) -> list[ProcessStatus]:
+    # Not serving first: restarting those costs no capacity. Then port order.
+    return sorted(rows, key=lambda r: (r.ready, r.port))
+
+
+@dataclasses.dataclass(frozen=True)
+class Restarted:
+    pid: int
+    stopped: float  # seconds to stop (the drain)
+    ready: float  # seconds from start to ready
+    routed: float  # seconds from ready to nginx routing to it
+
+
+def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float) -> Restarted:
+    """Stop, start and wait for one process (steps 1-4 above); raises RestartFailed if it does not come back."""
+    supervisor = fleet.supervisor
+    began = time.monotonic()
+    state = supervisor.process(row.namespec)["statename"]
+    if state in ("STARTING", "RUNNING", "BACKOFF"):
+        # Blocks until the process has exited: its drain, bounded by supervisord's stopwaitsecs.
+        supervisor.rpc.stopProcess(row.namespec, True)
+    try:
+        # Not waiting here: readiness below is the real test, and it fails fast if the process exits.
+        supervisor.rpc.startProcess(row.namespec, False)
+    except xmlrpc.client.Fault as fault:
+        raise failure(fleet, row, f"supervisord could not start it: {fault.faultString}") from None
+    started = time.monotonic()
+    deadline = started + timeout
+    new_pid = 0
+    last = "no answer"
+    while True:
+        info = supervisor.process(row.namespec)
+        new_pid = info["pid"] or new_pid
+        if info["statename"] in GAVE_UP:
+            raise failure(fleet, row, f"it exited at start ({info['statename']}: {info['spawnerr'] or 'see its log'})")
+        code, body = probe.get_json("127.0.0.1", row.port, "/readyz", timeout=2.0)
+        body = body or {}
+        if code:
+            last = f"/readyz answered {code} {body.get('status', '')} {body.get('error', '')}".rstrip()
+        if code == 200 and body.get("pid") == new_pid and body.get("db_mode") != mode:
+            raise failure(fleet, row, f"it came back in mode {body.get('db_mode')!r}, not {mode!r}")
+        if info["statename"] == "RUNNING" and code == 200 and body.get("pid") == new_pid:
+            break
+        if time.monotonic() >= deadline:
+            raise failure(fleet, row, f"not ready {timeout:g}s after its start ({last})")
+        time.sleep(0.05)
+
+    def routed_by_nginx() -> bool:
+        code, body = probe.get_json("127.0.0.1", fleet.nginx_port, "/readyz", timeout=2.0)
+        return code == 200 and (body or {}).get("pid") == new_pid
+
+    ready = time.monotonic()
+    if not probe.wait_until(routed_by_nginx, max(deadline - ready, 10.0), interval=0.02):
+        raise failure(fleet, row, f"ready, but nginx (port {fleet.nginx_port}) did not route a request to it")
+    return Restarted(new_pid, started - began, ready - started, time.monotonic() - ready)
+
+
+def failure(fleet: Fleet, row: ProcessStatus, why: str) -> RestartFailed:
+    """Stop the failed process (nginx then skips it instead of getting errors from it) and say what happened."""
+    with contextlib.suppress(xmlrpc.client.Fault):
+        fleet.supervisor.rpc.stopProcess(row.namespec, True)
+    info = fleet.supervisor.process(row.namespec)
+    log_path = info.get("stdout_logfile") or f"{fleet.config.var_dir}/log/"
+    tail = log_tail(Path(log_path)) if log_path else ""
+    serving = [r.name for r in status(fleet) if r.ready]
+    message = (
+        f"{row.name} (port {row.port}) failed: {why}. It is stopped; "
+        f"{len(serving)} other process(es) keep serving{': ' + ', '.join(serving) if serving else ''}."
+    )
+    if tail:
+        message += f"\n  its log ({log_path}) ends with: {tail}"
+    return RestartFailed(message)
+
+
+def log_tail(path: Path, size: int = 4000) -> str:
+    """The last non-empty line of a process log, shortened."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, path.stat().st_size - size))
+            lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:400] if lines else ""
+
+
+def rolling_restart(
+    fleet: Fleet,
+    rows: list[ProcessStatus],
+    mode: str,
+    *,
+    timeout: float = READY_TIMEOUT,
+    log: Callable[[str], None] = print,
+) -> float:
+    """Restart `rows` one at a time (steps 1-4 above); returns the seconds it took."""
+    started = time.monotonic()
+    for number, row in enumerate(restart_order(rows), 1):
+        done = restart_process(fleet, row, mode, timeout)
+        old = f"pid {row.pid} ({row.mode})" if row.pid else f"{row.state.lower()}"
+        log(
+            f"[{number}/{len(rows)}] {row.name}: {old} -> pid {done.pid} ({mode}) in "
+            f"{done.stopped + done.ready + done.routed:.1f}s (stopped {done.stopped:.1f}s, ready {done.ready:.1f}s "
+            f"after start, routed by nginx {done.routed:.1f}s later)"
+        )
+    return time.monotonic() - started
+
+
+def command(script: str, config: FleetConfig, *args: str) -> str:
+    """The command line a user runs for this fleet (naming its folder when it is not the default one)."""
+    prefix = "" if config.var_dir == FleetConfig().var_dir else f"FLEET_VAR_DIR={config.var_dir} "
+    return " ".join([f"{prefix}scripts/{script}", *args])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/rolling-restart",
+        description="Restart every app process, one at a time, with no failed request (e.g. after a code deploy). "
+        "Each process drains, is started again with the settings in the env file, and must be ready and routed by "
+        "nginx before the next one is touched. The fleet is the one in FLEET_VAR_DIR (default: var/).",
+        epilog="Exit status: 0 done, 1 the fleet is not running or a process did not come back (the rest keep "
+        "serving), 2 invalid env file (nothing restarted).",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=READY_TIMEOUT,
+        help=f"seconds a process may take to be ready after its start (default {READY_TIMEOUT:g})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = FleetConfig.from_env()
+        fleet = connect(config)
+        mode = env_settings(fleet.env_file).db_mode
+        with exclusive(config):
+            rows = status(fleet)
+            print(f"restarting {len(rows)} app processes one at a time (mode {mode}, from {fleet.env_file})")
+            seconds = rolling_restart(fleet, rows, mode, timeout=args.timeout)
+    except SettingsError as exc:
+        print(f"error: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    except RollingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, InvalidEnvFile) else 1
+    except RestartFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(f"Fix the cause, then run again: {command('rolling-restart', config)}", file=sys.stderr)
+        return 1
+    print(f"restarted {len(rows)} processes in {seconds:.1f}s; all ready in mode {mode}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
