@@ -286,3 +286,17 @@ def test_upstream_keepalive_variant_speaks_http11_without_connection_close():
 def test_nginx_alone_config_is_accepted_by_nginx(tmp_path):
     result = nginx_accepts(references.render_nginx_alone(18090, NGINX_TEMPLATE.read_text()), tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_block_is_replaced_between_the_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n## Performance\n\n{report.README_BEGIN}\nold figures\n{report.README_END}\n\nafter\n")
+    image = tmp_path / "results" / "throughput.png"
+    cli.update_readme(sample_results(), [image], readme)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\n## Performance\n\n") and text.endswith(f"{report.README_END}\n\nafter\n")
+    assert "old figures" not in text
+    assert "| async | uvloop | 2 | 8,000 | 2,000 | 160 | 3 |" in text
+    assert "![throughput](results/throughput.png)" in text
+    with pytest.raises(ValueError, match="bench:begin"):
+        report.replace_readme_block("no markers", "x")

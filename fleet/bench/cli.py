@@ -21,6 +21,7 @@ from fleet.bench.stats import total_errors
 from fleet.config import ROOT
 
 DEFAULT_OUT = ROOT / "results" / "bench"
+README = ROOT / "README.md"
 # Quick runs are smoke tests: keep them out of the committed results.
 QUICK_OUT = ROOT / "var" / "bench-quick"
 EXIT_FAILED_REQUESTS = 3
@@ -60,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, help="output folder (default: results/bench; with --quick: var/bench-quick)"
     )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="also replace the latest results in README.md (between its bench:begin/bench:end markers)",
+    )
     parser.add_argument(
         "--tune",
         action="store_true",
@@ -186,6 +192,13 @@ def measure(run, what: str, out: Path):
         raise Stop(130) from None
 
 
+def update_readme(results: dict, images: list[Path], readme: Path = README) -> Path:
+    links = [os.path.relpath(image, readme.parent) for image in images]
+    text = report.replace_readme_block(readme.read_text(), report.readme_block(results, links))
+    readme.write_text(text)
+    return readme
+
+
 def main_tune(plan: runner.Plan, out: Path) -> int:
     estimate = tuning.estimate_seconds(plan)
     print(f"bench --tune: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
@@ -227,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     except Stop as stop:
         return stop.status
     written = write_outputs(results, out, with_plots=not args.no_plots)
+    if args.readme:
+        try:
+            written.append(update_readme(results, [p for p in written if p.suffix == ".png"]))
+        except ValueError as exc:
+            print(f"bench: cannot update the README: {exc}", file=sys.stderr)
+            return 1
     print("bench: wrote " + ", ".join(str(p) for p in written))
     errors = total_errors(results["measurements"])
     if errors:

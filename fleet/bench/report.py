@@ -264,6 +264,33 @@ def loops_table(measurements: list[dict]) -> str:
     return "**uvloop ÷ asyncio** (requests/s, same mode and processes):\n\n" + table(header, rows)
 
 
+README_BEGIN = "<!-- bench:begin (written by scripts/bench --readme) -->"
+README_END = "<!-- bench:end -->"
+
+
+def readme_block(results: dict, images: list[str]) -> str:
+    """The README's "latest results": the intro, the throughput table, the headlines and the plots."""
+    measurements = results["measurements"]
+    parts = [
+        intro(results["config"], results["machine"], measurements),
+        "Requests/s through nginx (median):",
+        fleet_table(measurements, lambda m: fmt_rate(m["rps"]), errors_column=True),
+        "References:",
+        references_table(measurements, results["config"]),
+        headlines(measurements),
+        *[f"![{Path(image).stem}]({image})" for image in images],
+    ]
+    return "\n\n".join(p for p in parts if p)
+
+
+def replace_readme_block(readme: str, block: str) -> str:
+    """`readme` with the text between the bench markers replaced; ValueError if the markers are missing."""
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"README has no {README_BEGIN!r} ... {README_END!r} block")
+    return readme[: begin + len(README_BEGIN)] + "\n" + block + "\n" + readme[end:]
+
+
 def write_raw(results: dict, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "results.json"

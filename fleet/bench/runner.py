@@ -145,28 +145,28 @@ class CellRunner:
         self.progress = progress
 
     def __call__(self, label: str, url: str, depth: int = 1) -> list[dict]:
+        self.warm_up(url, depth)
+        return [self.once(f"{label} run {i + 1}/{self.plan.runs}", url, depth) for i in range(self.plan.runs)]
+
+    def warm_up(self, url: str, depth: int = 1) -> None:
+        if self.plan.warmup_s:
+            wrk.run(url, self.plan.warmup_s, self.plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
+
+    def once(self, label: str, url: str, depth: int = 1) -> dict:
+        """One measured wrk run, as a run dict (see `fleet.bench.stats`)."""
         plan = self.plan
-        if plan.warmup_s:
-            wrk.run(url, plan.warmup_s, plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
-        runs = []
-        for index in range(plan.runs):
-            result = wrk.run(url, plan.duration_s, plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
-            runs.append(
-                {
-                    "rps": result.rps,
-                    "p50_ms": result.p50_ms,
-                    "p99_ms": result.p99_ms,
-                    "errors": result.errors,
-                    "requests": result.requests,
-                    "socket_errors": result.socket_errors,
-                    "non_2xx": result.non_2xx,
-                }
-            )
-            p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:.1f} ms"
-            self.progress(
-                f"{label} run {index + 1}/{plan.runs}: {result.rps:,.0f} req/s, p99 {p99}, {result.errors} errors"
-            )
-        return runs
+        result = wrk.run(url, plan.duration_s, plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
+        p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:.1f} ms"
+        self.progress(f"{label}: {result.rps:,.0f} req/s, p99 {p99}, {result.errors} errors")
+        return {
+            "rps": result.rps,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "errors": result.errors,
+            "requests": result.requests,
+            "socket_errors": result.socket_errors,
+            "non_2xx": result.non_2xx,
+        }
 
 
 def measure_references(

@@ -114,30 +114,70 @@ def run(plan: runner.Plan, progress=None) -> dict:
 
 
 def estimate_seconds(plan: runner.Plan) -> float:
-    nginx_cells = (1 + 2 * len(NGINX_VARIANTS)) * len(NGINX_ENDPOINTS)
-    app_cells = len(app_variants(os.cpu_count() or 1)) * len(APP_ENDPOINTS)
-    fleets = 1 + len(app_variants(os.cpu_count() or 1))
-    return (nginx_cells + app_cells) * plan.cell_seconds() + fleets * runner.FLEET_OVERHEAD_S
+    variants = len(app_variants(os.cpu_count() or 1))
+    nginx_cells = 2 * len(NGINX_VARIANTS) * len(NGINX_ENDPOINTS)
+    return (nginx_cells + variants * len(APP_ENDPOINTS)) * plan.cell_seconds() + (
+        1 + variants
+    ) * runner.FLEET_OVERHEAD_S
+
+
+@dataclasses.dataclass
+class Contender:
+    """One side of a comparison: `prepare` runs before each of its wrk runs (e.g. loads its nginx config)."""
+
+    variant: str
+    url: str
+    prepare: Callable[[], None] = lambda: None
+    runs: list[dict] = dataclasses.field(default_factory=list)
+
+
+def interleaved(cell: runner.CellRunner, knob: str, mode: str, contenders: list[Contender]) -> list[dict]:
+    """Runs alternate between the contenders (A B A B ...): on a shared machine the noise drifts over minutes,
+    and alternating spreads that drift over every side instead of biasing whichever ran last."""
+    found = []
+    for name in NGINX_ENDPOINTS if knob in NGINX_VARIANTS else APP_ENDPOINTS:
+        endpoint = ENDPOINTS[name]
+        for contender in contenders:
+            contender.runs = []
+            contender.prepare()
+            cell.warm_up(contender.url + endpoint.path, endpoint.depth)
+        for index in range(cell.plan.runs):
+            for contender in contenders:
+                contender.prepare()
+                label = f"{contender.variant} {endpoint.path} run {index + 1}/{cell.plan.runs}"
+                contender.runs.append(cell.once(label, contender.url + endpoint.path, endpoint.depth))
+        for contender in contenders:
+            found.append(measurement("tune", name, contender.runs, knob=knob, variant=contender.variant, mode=mode))
+    return found
 
 
 def tune_nginx(cell: runner.CellRunner, db_uri: str, progress) -> list[dict]:
-    """Each nginx variant against a baseline measured right before it, on one fleet (motor, 2 processes)."""
+    """Each nginx variant against the deployed config, alternating on one fleet (motor, 2 processes)."""
     found = []
     with runner.booted_fleet("motor", "asyncio", TUNE_PROCS, db_uri) as config:
         conf_path = config.var_dir / "nginx.conf"
         deployed = conf_path.read_text()
         supervisor = Supervisor(config.socket)
-        for label, transform in NGINX_VARIANTS.items():
-            for variant, text in (("as deployed", deployed), (label, transform(deployed))):
-                if text == deployed and variant != "as deployed":
-                    raise runner.BenchError(f"tuning {label!r} changed nothing in deploy/nginx.conf")
-                conf_path.write_text(text)
-                reload_nginx(supervisor, config.port)
-                for name in NGINX_ENDPOINTS:
-                    endpoint = ENDPOINTS[name]
-                    runs = cell(f"nginx {variant} {endpoint.path}", config.url + endpoint.path, endpoint.depth)
-                    found.append(measurement("tune", name, runs, knob=label, variant=variant, mode="motor"))
-        conf_path.write_text(deployed)
+
+        def loader(text: str) -> Callable[[], None]:
+            def load() -> None:
+                if conf_path.read_text() != text:
+                    conf_path.write_text(text)
+                    reload_nginx(supervisor, config.port)
+
+            return load
+
+        for knob, transform in NGINX_VARIANTS.items():
+            tuned = transform(deployed)
+            if tuned == deployed:
+                raise runner.BenchError(f"tuning {knob!r} changed nothing in deploy/nginx.conf")
+            progress(f"nginx: as deployed vs {knob}")
+            contenders = [
+                Contender("as deployed", config.url, loader(deployed)),
+                Contender(knob, config.url, loader(tuned)),
+            ]
+            found += interleaved(cell, knob, "motor", contenders)
+        loader(deployed)()
     return found
 
 
@@ -150,18 +190,22 @@ def reload_nginx(supervisor: Supervisor, port: int) -> None:
 
 
 def tune_app(cell: runner.CellRunner, db_uri: str, progress, cpus: int) -> list[dict]:
+    """Per knob, one fleet per value, all up at once so their runs can alternate."""
     found = []
+    groups: dict[str, list[AppVariant]] = {}
     for variant in app_variants(cpus):
-        progress(f"{variant.label}: booting the fleet")
-        with (
-            patched_environ(variant.process_env),
-            runner.booted_fleet(variant.mode, "asyncio", TUNE_PROCS, db_uri, **variant.app_env) as config,
-        ):
-            for name in APP_ENDPOINTS:
-                endpoint = ENDPOINTS[name]
-                runs = cell(f"{variant.label} {endpoint.path}", config.url + endpoint.path, endpoint.depth)
-                knob = variant.label.split("=")[0]
-                found.append(measurement("tune", name, runs, knob=knob, variant=variant.label, mode=variant.mode))
+        groups.setdefault(variant.label.split("=")[0], []).append(variant)
+    for knob, variants in groups.items():
+        progress(f"{knob}: booting {len(variants)} fleets ({', '.join(v.label.split('=')[1] for v in variants)})")
+        with contextlib.ExitStack() as stack:
+            contenders = []
+            for variant in variants:
+                with patched_environ(variant.process_env):
+                    config = stack.enter_context(
+                        runner.booted_fleet(variant.mode, "asyncio", TUNE_PROCS, db_uri, **variant.app_env)
+                    )
+                contenders.append(Contender(variant.label, config.url))
+            found += interleaved(cell, knob, variants[0].mode, contenders)
     return found
 
 
