@@ -16,7 +16,8 @@ import tornado.ioloop
 
 from app import logs, metrics
 from app.blocking import BlockingPool
-from app.lifecycle import FleetHTTPServer, Lifecycle
+from app.early_errors import JsonErrorsHTTPServer
+from app.lifecycle import Lifecycle
 from app.settings import Settings, SettingsError
 from app.store import open_store
 from app.watchdog import Watchdog
@@ -76,8 +77,9 @@ async def serve(settings: Settings, port: int) -> None:
     rate_sampler = tornado.ioloop.PeriodicCallback(process_metrics.sample_rate, 1000)
     rate_sampler.start()
     metrics_server = None
-    # Counts connections for the drain and stops listening without resetting queued ones (app/lifecycle.py).
-    server = FleetHTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES, lifecycle=lifecycle)
+    # Counts connections for the drain and stops listening without resetting queued ones (app/lifecycle.py);
+    # answers Tornado's own early 400s in JSON (app/early_errors.py).
+    server = JsonErrorsHTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES, lifecycle=lifecycle)
     try:
         server.listen(port, address=settings.host)
         if settings.metrics_port_offset:

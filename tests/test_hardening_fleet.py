@@ -110,6 +110,23 @@ def test_nginx_answers_bad_requests_itself_in_json(hard_fleet, what, raw, status
     assert_security_headers(headers)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /api/notes HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
+        b"GET /api/notes HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\n\r\n",
+        b'GET /api/notes HTTP/1.1\r\nHost: a"b\r\n\r\n',
+        b"GET /api/notes HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n",
+    ],
+    ids=["control character in a header", "DEL in a header", "quote in Host", "non-ASCII Host"],
+)
+def test_requests_nginx_forwards_but_tornado_refuses_are_json_too(hard_fleet, raw):
+    status, headers, body = raw_http.parse(raw_http.exchange(hard_fleet.url, raw))
+    assert (status, headers["content-type"]) == (400, "application/json")
+    assert json.loads(body)["error"].startswith("bad request: malformed request line, headers or body framing")
+    assert_security_headers(headers)
+
+
 def test_a_chunked_body_over_the_limit_is_a_json_413(hard_fleet):
     chunk = b"a" * 100_000
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(3)) + b"0\r\n\r\n"
@@ -271,9 +288,11 @@ HEADER_NAMES = st.sampled_from(
         "Accept-Encoding",
         "Content-Encoding",
         "X-Request-ID",
+        "Host",
     ]
 ) | st.from_regex(r"X-[A-Za-z0-9-]{1,20}", fullmatch=True)
-HEADER_VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=60)
+# Any byte but CR and LF (which would end the header): control characters and obs-text included.
+HEADER_VALUES = st.text(st.characters(min_codepoint=0x01, max_codepoint=0xFF, exclude_characters="\r\n"), max_size=60)
 METHODS = st.sampled_from(["GET", "GET", "POST", "POST", "POST", "PATCH", "PATCH", "DELETE", "PUT", "OPTIONS", "HEAD"])
 # Mostly where the method means something, so that valid requests are common; sometimes anywhere.
 TARGETS = {
@@ -330,10 +349,10 @@ def test_generated_requests_never_get_a_5xx_and_change_data_only_when_valid(hard
         after = snapshot(notes_collection)
 
         assert response.status < 500, (response.status, response.body[:300])
-        if response.body and method != "HEAD":
-            answer = json.loads(response.body)
-            if response.status >= 400:
-                assert isinstance(answer["error"], str)
+        if response.status >= 400 and method != "HEAD":
+            assert isinstance(json.loads(response.body)["error"], str), response.body
+        elif response.body and method != "HEAD":
+            json.loads(response.body)
         for doc in after.values():
             check_stored_note(doc)
         if response.status >= 300 or method in ("GET", "HEAD"):
