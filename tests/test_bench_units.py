@@ -86,6 +86,15 @@ def test_wrk_parse_reports_untimed_pipelined_latency_as_unknown():
     assert (result.p50_ms, result.p99_ms) == (None, None)
 
 
+def test_wrk_parse_a_run_where_no_request_completed():
+    # /queries with a 4-thread pool and 64 connections: every request still queued when the 2 s ended.
+    text = WRK_PIPELINED.replace("15517 requests in 2.00s, 2.87MB", "0 requests in 2.00s, 0.00B").replace(
+        "7755.92", "0.00"
+    )
+    result = wrk.parse(text)
+    assert (result.requests, result.rps, result.p99_ms, result.errors) == (0, 0.0, None, 0)
+
+
 @pytest.mark.parametrize("text", ["", "unable to connect to 127.0.0.1:1 Connection refused", WRK_JSON[:300]])
 def test_wrk_parse_refuses_what_is_not_a_complete_report(text):
     with pytest.raises(wrk.WrkError):
@@ -290,7 +299,9 @@ def test_nginx_alone_config_is_accepted_by_nginx(tmp_path):
 
 def test_readme_block_is_replaced_between_the_markers_only(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\n## Performance\n\n{report.README_BEGIN}\nold figures\n{report.README_END}\n\nafter\n")
+    readme.write_text(
+        f"# Title\n\n## Performance\n\n{report.README_BEGIN}\nold figures\n{report.README_END}\n\nafter\n"
+    )
     image = tmp_path / "results" / "throughput.png"
     cli.update_readme(sample_results(), [image], readme)
     text = readme.read_text()
