@@ -7,7 +7,8 @@ port (pid, mode, uptime, loop lag, pools, request rate; see app.metrics). From t
 - `ready`: /readyz said 200;
 - `draining`: the process is stopping (it answers its metrics port, its app port is closed or says draining);
 - `not ready`: it answers, but /readyz says 503 (e.g. the database is unreachable);
-- `not responding`: connections are accepted but nothing answers in time (a blocked event loop);
+- `not responding`: connections are accepted but nothing answers in time (a blocked event loop), or they are
+  closed unanswered (a stalled process shedding its waiting requests, app/shedding.py);
 - `down`: nothing listens (crashed, or restarting under supervisord).
 
 Nothing here reads the settings of another process, and a process's snapshot holds no setting, so the database
@@ -18,12 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.simple_httpclient import HTTPTimeoutError
 
+log = logging.getLogger("fleet.status")
+
 STATES = ("ready", "draining", "not ready", "not responding", "down")
+# A process that accepts connections but does not answer them.
+UNANSWERED = {
+    "timeout": "no answer in time (event loop blocked?)",
+    "reset": "connection closed without an answer (stalled and shedding requests?)",
+}
 
 
 async def collect(ports: list[int], *, host: str, metrics_offset: int, request_timeout: float) -> dict:
@@ -49,8 +58,8 @@ async def process_status(client, host: str, port: int, metrics_offset: int, requ
     ready_code, ready = await fetch_json(client, f"http://{host}:{port}/readyz", request_timeout)
     snapshot = None
     # One after the other, so the snapshot's in-flight count does not include our own /readyz; a process that
-    # did not answer /readyz in time is stuck and would not answer this either.
-    if metrics_port and ready_code != "timeout":
+    # did not answer /readyz is stuck and would not answer this either.
+    if metrics_port and ready_code not in UNANSWERED:
         _, snapshot = await fetch_json(client, f"http://{host}:{metrics_port}/process.json", request_timeout)
     entry: dict = {"port": port, "metrics_port": metrics_port}
     if isinstance(ready, dict):
@@ -64,7 +73,7 @@ async def process_status(client, host: str, port: int, metrics_offset: int, requ
 
 
 def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:
-    """(state, detail) from the /readyz answer (a status, "timeout" or "refused") and the metrics snapshot."""
+    """(state, detail) from the /readyz answer (a status, "timeout", "reset" or "refused") and the snapshot."""
     if ready_code == 200:
         return "ready", ""
     if any(isinstance(body, dict) and body.get("draining") for body in (ready, snapshot)):
@@ -72,23 +81,28 @@ def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:
     if isinstance(ready_code, int):
         reason = (ready.get("status") or ready.get("error")) if isinstance(ready, dict) else None
         return "not ready", f"/readyz answered {ready_code}" + (f" ({reason})" if reason else "")
-    if ready_code == "timeout":
-        return "not responding", "no answer in time (event loop blocked?)"
+    if ready_code in UNANSWERED:
+        return "not responding", UNANSWERED[ready_code]
     if snapshot is not None:
         return "not ready", "its metrics port answers, its app port does not"
     return "down", "nothing listens on the port"
 
 
 async def fetch_json(client, url: str, request_timeout: float) -> tuple[int | str, dict | None]:
-    """(status, body) of a GET; status is "timeout" or "refused" when no HTTP answer came."""
+    """(status, body) of a GET; status is "timeout", "refused" or "reset" when no HTTP answer came."""
     try:
         response = await client.fetch(
             url, request_timeout=request_timeout, connect_timeout=request_timeout, raise_error=False
         )
     except HTTPTimeoutError:
         return "timeout", None
-    except (HTTPClientError, OSError):  # refused (nothing listens), or the connection closed mid-request
+    except ConnectionRefusedError:
         return "refused", None
+    except (HTTPClientError, OSError) as exc:
+        # Accepted, then closed without an answer: a stalled process shedding its waiting GETs (app/shedding.py)
+        # or one dying mid-request.
+        log.debug("status: %s: %r", url, exc)
+        return "reset", None
     try:
         return response.code, json.loads(response.body)
     except (ValueError, TypeError):

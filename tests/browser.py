@@ -51,10 +51,11 @@ class Chromium:
     @classmethod
     async def open(cls, url: str, workdir: Path, *, width: int = 1280, height: int = 420) -> Chromium:
         profile = workdir / "chromium-profile"
+        port_file = profile / "DevToolsActivePort"
+        port_file.unlink(missing_ok=True)  # a reused profile keeps the last browser's port
         args = [chromium_binary(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", url]
         process = start_process(args, workdir / "chromium.log")
         try:
-            port_file = profile / "DevToolsActivePort"
             if not probe.wait_until(lambda: port_file.exists() and port_file.read_text().count("\n") >= 1, 30):
                 raise RuntimeError(f"chromium did not start: {(workdir / 'chromium.log').read_text()[-2000:]}")
             port = int(port_file.read_text().split()[0])
@@ -65,7 +66,12 @@ class Chromium:
         except BaseException:
             stop_process(process)
             raise
-        return cls(process, websocket)
+        browser = cls(process, websocket)
+        # The page's viewport is the whole screenshot (--window-size alone leaves room for browser chrome).
+        await browser.send(
+            "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+        )
+        return browser
 
     async def send(self, method: str, **params) -> dict:
         self._next_id += 1
