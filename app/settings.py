@@ -25,6 +25,9 @@ DEV_SECRET_KEY = "development-only-not-secret"
 PLACEHOLDER_SECRETS = frozenset({DEV_SECRET_KEY, "changethis", "changeme", "change-me", "secret", "secret-key"})
 SECRET_KEY_MIN_LENGTH = 32
 EVENT_LOOPS = ("asyncio", "uvloop")
+# supervisord kills an app process 30 s after SIGTERM (stopwaitsecs, deploy/supervisord.conf): the drain, plus up
+# to 1 s closing idle connections and the store's close, must end well before that, or requests die with it.
+MAX_DRAIN_SECONDS = 25.0
 
 # The embedded server's retryable-write bookkeeping is O(n) in recent writes: with retryWrites on, its write
 # throughput falls from ~2,000 to ~140 ops/s after 10,000 writes. Real mongod does not need this.
@@ -118,6 +121,11 @@ class Settings:
         for name in ("db_timeout_ms", "db_socket_timeout_ms", "db_pool_size", "db_threads", "blocking_threads"):
             _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
         _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
+        _require(
+            self.drain_seconds <= MAX_DRAIN_SECONDS,
+            "FLEET_DRAIN_SECONDS",
+            f"must be at most {MAX_DRAIN_SECONDS:g} (supervisord kills a process 30 s after asking it to stop)",
+        )
         _require(
             self.db_write_concern == "majority"
             or (self.db_write_concern.isdigit() and int(self.db_write_concern) >= 1),

@@ -15,13 +15,14 @@ import time
 
 import pytest
 
-from app.settings import read_env_file, write_env_file
+from app.settings import MAX_DRAIN_SECONDS, Settings, SettingsError, read_env_file, write_env_file
 from fleet import probe, rolling
 from fleet.config import ROOT, FleetConfig
 from fleet.loadgen import Load, LoadResult, all_note_ids
 from fleet.supervisor import Supervisor, pid_alive
 from tests.client import get
 from tests.conftest import FleetFactory, free_port_block, start_process, stop_process
+from tests.test_deploy_configs import supervisor_groups
 
 pytestmark = pytest.mark.fleet
 
@@ -171,6 +172,15 @@ def test_a_process_stopped_under_load_resets_no_connection(mongo_uri, tmp_path):
     assert lost == [], f"{len(lost)} of {len(outcomes)} requests lost: {lost[:5]}"
     assert outcomes.count("refused") > 0  # the stop really happened while clients were connecting
     assert "taken from the accept queue" in (tmp_path / "app.log").read_text()
+
+
+def test_supervisord_waits_longer_than_the_longest_drain(monkeypatch, tmp_path):
+    groups = supervisor_groups(monkeypatch, FleetConfig(var_dir=tmp_path, procs=2))
+    for process in groups["app"].process_configs:
+        assert process.stopsignal == signal.SIGTERM
+        assert process.stopwaitsecs >= MAX_DRAIN_SECONDS + 5
+    with pytest.raises(SettingsError, match="FLEET_DRAIN_SECONDS: must be at most 25"):
+        Settings.from_mapping({"FLEET_DRAIN_SECONDS": "26"})
 
 
 def test_status_shows_every_process(fleet):
