@@ -28,6 +28,9 @@ function lag(ms) {
   return [`${ms.toFixed(1)} ms`, ms >= LAG_HOT_MS];
 }
 
+// port -> {pid, mode} as last seen answering: a stuck or dead process's row still says which one it was.
+const lastSeen = new Map();
+
 function cell(row, text, className) {
   const td = row.insertCell();
   td.textContent = text;  // text only: nothing from the JSON is ever parsed as HTML
@@ -56,8 +59,11 @@ function render(report) {
       detail.textContent = p.detail;
       state.append(detail);
     }
-    cell(row, p.mode || "—", "mode");
-    cell(row, p.pid || "—", "num pid");
+    if (p.pid) lastSeen.set(p.port, {pid: p.pid, mode: p.mode});
+    const seen = p.pid ? null : lastSeen.get(p.port);
+    const mode = cell(row, p.mode || (seen ? seen.mode : "—"), seen ? "mode stale" : "mode");
+    const pid = cell(row, p.pid || (seen ? seen.pid : "—"), seen ? "num pid stale" : "num pid");
+    if (seen) mode.title = pid.title = "last seen; not answering now";
     cell(row, uptime(p.uptime_s), "num");
     cell(row, p.requests_per_s == null ? "—" : p.requests_per_s.toFixed(1), "num");
     cell(row, p.in_flight == null ? "—" : p.in_flight, "num");
