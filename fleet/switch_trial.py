@@ -1,0 +1,99 @@
+"""Measure mode switches under load: `python -m fleet.switch_trial [--procs 2 4] [--clients 16] [--rate 6]`.
+
+For each process count it boots a throw-away fleet (free ports, a /tmp folder, its own embedded database), runs
+the load generator (fleet/loadgen.py) through nginx, switches motor -> threads -> async -> motor with
+scripts/switch-db-mode, and prints a markdown table: how long each switch took, how many requests were made
+while it ran, how many failed, and their latency. Then it checks that every acknowledged write can be read back
+and stops the fleet. A measurement for the README, not a test: tests/test_switch.py asserts the same things.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from fleet import launcher, sandbox
+from fleet.config import ROOT
+from fleet.loadgen import Load, all_note_ids
+
+MODES = ("threads", "async", "motor")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(share * (len(ordered) - 1))] if ordered else 0.0
+
+
+def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
+    config = sandbox.fleet_config("motor", procs, prefix="fleet-switch-trial-")
+    env = {**os.environ, "FLEET_VAR_DIR": str(config.var_dir)}
+    rows = []
+    try:
+        launcher.up(config, log=lambda *_: None)
+        with Load(config.url, clients=clients, rate=rate) as load:
+            time.sleep(2)
+            for mode in MODES:
+                started = time.monotonic()
+                result = subprocess.run(
+                    [str(ROOT / "scripts" / "switch-db-mode"), mode], env=env, capture_output=True, text=True
+                )
+                ended = time.monotonic()
+                log(result.stdout.rstrip())
+                if result.returncode != 0:
+                    raise RuntimeError(f"switch to {mode} failed: {result.stderr}")
+                rows.append({"procs": procs, "mode": mode, "started": started, "ended": ended})
+                time.sleep(2)
+        outcomes = load.result.outcomes
+        missing = set(load.result.acknowledged) - all_note_ids(config.url)
+    finally:
+        sandbox.stop_fleet(config)
+    for row in rows:
+        during = [o for o in outcomes if row["started"] <= o.started <= row["ended"]]
+        row.update(
+            seconds=row["ended"] - row["started"],
+            requests=len(during),
+            writes=sum(1 for o in during if o.op == "write"),
+            failed=sum(1 for o in during if o.failed),
+            p99_ms=1000 * percentile([o.latency for o in during], 0.99),
+            max_ms=1000 * max((o.latency for o in during), default=0.0),
+        )
+    total_failed = sum(1 for o in outcomes if o.failed)
+    log(
+        f"N={procs}: {len(outcomes)} requests in all, {total_failed} failed, "
+        f"{len(load.result.acknowledged)} writes acknowledged, {len(missing)} of them missing afterwards"
+    )
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| N | switch to | time | requests during it | of which writes | failed | p99 | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['procs']} | {r['mode']} | {r['seconds']:.1f} s | {r['requests']} | {r['writes']} | {r['failed']} "
+            f"| {r['p99_ms']:.0f} ms | {r['max_ms']:.0f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fleet.switch_trial", description=__doc__.splitlines()[0])
+    parser.add_argument("--procs", type=int, nargs="+", default=[2, 4], help="process counts (default: 2 4)")
+    parser.add_argument("--clients", type=int, default=16, help="load generator clients (default 16)")
+    parser.add_argument("--rate", type=float, default=6.0, help="requests per second per client (default 6)")
+    args = parser.parse_args(argv)
+    rows = []
+    for procs in args.procs:
+        rows += trial(procs, args.clients, args.rate)
+    print()
+    print(table(rows))
+    return 1 if any(r["failed"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
