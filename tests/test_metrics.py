@@ -13,7 +13,9 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.settings import Settings, SettingsError
 from fleet import launcher, probe
+from fleet.config import FleetConfig
 from fleet.sandbox import fleet_config, free_port_block, start_process, stop_fleet, stop_process
 from fleet.supervisor import Supervisor
 from tests.client import get
@@ -228,3 +230,16 @@ def test_each_mode_reports_its_pools(app_url):
         assert value(samples, "fleet_pool_queued", pool="db") is not None
     else:
         assert db_pool is None  # async: no thread runs a database call
+
+
+def test_metrics_ports_that_collide_are_refused_before_anything_starts():
+    with pytest.raises(SettingsError, match=r"FLEET_METRICS_PORT_OFFSET: metrics ports 8080-8081 collide .*\[8080\]"):
+        FleetConfig(port=8080, procs=2, app_port_base=8001, app_env={"FLEET_METRICS_PORT_OFFSET": "79"}).validate()
+    with pytest.raises(SettingsError, match=r"FLEET_METRICS_PORT_OFFSET: .* above 65535"):
+        FleetConfig(port=8080, procs=2, app_port_base=65000, app_env={"FLEET_METRICS_PORT_OFFSET": "1000"}).validate()
+    # 0: no metrics listener, nothing to collide with; the env file lists the fleet's ports for /status.
+    config = FleetConfig(port=8080, procs=3, app_port_base=8001, app_env={"FLEET_METRICS_PORT_OFFSET": "0"})
+    config.validate()
+    assert config.app_settings().fleet_ports(8001) == [8001, 8002, 8003]
+    with pytest.raises(SettingsError, match="FLEET_APP_PORTS: must be comma-separated port numbers"):
+        Settings.from_mapping({"FLEET_APP_PORTS": "8001,eighty"})
