@@ -34,6 +34,7 @@ RATE = 6.0
 
 @pytest.fixture(scope="module")
 def fleet():
+    """One 2-process fleet for the whole module, switched through every mode (instead of conftest's per-mode one)."""
     factory = FleetFactory()
     try:
         # FLEET_FAULTS routes /fault/sleep, the slow request of the drain test.
