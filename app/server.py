@@ -19,6 +19,7 @@ from app.blocking import BlockingPool
 from app.early_errors import JsonErrorsHTTPServer
 from app.lifecycle import Lifecycle
 from app.settings import Settings, SettingsError
+from app.shedding import StallShedder
 from app.store import open_store
 from app.watchdog import Watchdog
 from app.web import make_app
@@ -82,6 +83,12 @@ async def serve(settings: Settings, port: int) -> None:
     server = JsonErrorsHTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES, lifecycle=lifecycle)
     try:
         server.listen(port, address=settings.host)
+        peers = [(settings.host, other) for other in settings.fleet_ports(port) if other != port]
+        if settings.stall_shedding and peers:
+            # Alone, a process has no one to pass requests to: nginx would answer 502 instead of waiting.
+            watchdog.on_stall = StallShedder(
+                server, server.listening, app.settings["in_flight"], lambda: watchdog.stalled, peers
+            )
         if settings.metrics_port_offset:
             metrics_server = metrics.listen(process_metrics, settings.host, port + settings.metrics_port_offset)
         log.info(

@@ -82,6 +82,10 @@ class Settings:
     watchdog_ms: int = 300
     # The fault-injection endpoint (/fault/block, app/handlers/fault.py): for demos and tests, never production.
     faults: bool = False
+    # While the loop is stalled past FLEET_WATCHDOG_MS, close the connections of the GET/HEAD requests waiting for
+    # it, so nginx passes them to another process at once (app/shedding.py). Only when another process of
+    # FLEET_APP_PORTS answers: alone, or when every process is stalled, there is nowhere else to go.
+    stall_shedding: bool = True
     # Each process serves Prometheus metrics on its own port, app port + this offset, on FLEET_HOST (never
     # through nginx's public port); 0 turns that listener off, and the status page then shows no loop or pool data.
     metrics_port_offset: int = 1000

@@ -22,20 +22,32 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 log = logging.getLogger("fleet.watchdog")
 
 # Frames logged per stall, innermost last: enough to see the handler and the call that blocks below it.
 STACK_DEPTH = 12
+# How often the thread runs `on_stall` while a stall lasts: requests arriving meanwhile wait at most about this.
+STALL_POLL = 0.01
 
 
 class Watchdog:
-    def __init__(self, threshold: float = 0.3, *, window: float = 60.0, interval: float | None = None):
+    def __init__(
+        self,
+        threshold: float = 0.3,
+        *,
+        window: float = 60.0,
+        interval: float | None = None,
+        on_stall: Callable[[], None] | None = None,
+    ):
         self.threshold = threshold
         self.window = window
         # A few heartbeats per threshold, so a stall is seen soon after it crosses the threshold; at most 10/s,
         # which costs the loop nothing measurable.
         self.interval = interval if interval is not None else min(0.1, threshold / 4)
+        # Called from the watchdog thread at every check while a stall lasts (app/shedding.py).
+        self.on_stall = on_stall
         self.stalls = 0
         self._last_lag = 0.0
         # (whole second, largest lag seen in it), oldest first; bounded by `window`.
@@ -70,6 +82,12 @@ class Watchdog:
     @property
     def running(self) -> bool:
         return self._thread is not None
+
+    @property
+    def stalled(self) -> bool:
+        """True while the next heartbeat is overdue by more than the threshold: the loop is blocked right now."""
+        expected = self._expected
+        return expected is not None and time.monotonic() - expected > self.threshold
 
     @property
     def current_lag(self) -> float:
@@ -116,17 +134,23 @@ class Watchdog:
                 self._maxima.popleft()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(STALL_POLL if self.on_stall is not None and self.stalled else self.interval):
             expected = self._expected
             overdue = time.monotonic() - expected
             if overdue <= self.threshold:
                 continue
             with self._lock:
-                if self._reported == expected:
-                    continue  # this stall is already reported
-                self._reported = expected
-                self.stalls += 1
-            self._log_stall(overdue)
+                new = self._reported != expected
+                if new:
+                    self._reported = expected
+                    self.stalls += 1
+            if new:
+                self._log_stall(overdue)
+            if self.on_stall is not None:
+                try:
+                    self.on_stall()
+                except Exception:
+                    log.exception("on_stall hook failed")
 
     def _log_stall(self, overdue: float) -> None:
         frame = sys._current_frames().get(self._loop_thread_id)

@@ -67,6 +67,9 @@ def make_app(
         blocking=blocking,
         process=ProcessInfo(port=port),
         lifecycle=lifecycle or Lifecycle(),
+        # The handlers of the requests in flight (BaseHandler adds and removes itself): the requests the stall
+        # shedder (app/shedding.py) may send to another process while this one's loop is blocked.
+        in_flight=set(),
         # app.server starts one inside the loop; an app built without one reports zero lag.
         watchdog=watchdog or Watchdog(settings.watchdog_ms / 1000),
         # app.metrics.Metrics (app.server creates it); None: nothing is counted.

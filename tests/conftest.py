@@ -6,6 +6,8 @@ fleets under supervisord with nginx. Nothing here mocks a driver.
 - `db_name`: a fresh database name per test, for tests that write.
 - `mode` (parametrized: motor, threads, async): run the test once per database mode.
 - `app_url` (module, per mode): one real app process (`python -m app`) on a free port against `mongo_uri`.
+- `start_app` (function): starts app processes with the settings given (`start_app(FLEET_FAULTS="true")`) on a
+  free port against `mongo_uri`; returns an `AppProcess` (url, port, log); all are stopped at teardown.
 - `start_fleet` (function): boots a fleet (supervisord + nginx + app processes + its own embedded database) in a
   temporary folder on free ports; every fleet it started is stopped at teardown, also when the test fails.
 - `fleet` (module, per mode): a running 2-process fleet, shared by the tests of a module.
@@ -13,8 +15,11 @@ fleets under supervisord with nginx. Nothing here mocks a driver.
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +73,38 @@ def app_url(request, mongo_uri, tmp_path_factory):
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(process)
+
+
+@dataclasses.dataclass
+class AppProcess:
+    port: int
+    url: str
+    log: Path
+    process: subprocess.Popen
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def start_app(mongo_uri, tmp_path):
+    started: list[AppProcess] = []
+
+    def start(**env: str) -> AppProcess:
+        port = free_port_block(1)
+        log = tmp_path / f"app-{port}.log"
+        settings = {"MONGODB_URI": mongo_uri, "FLEET_ENV_FILE": "", **env}
+        process = start_process([sys.executable, "-m", "app", "--port", str(port)], log, settings)
+        started.append(AppProcess(port, f"http://127.0.0.1:{port}", log, process))
+        ready = probe.wait_until(lambda: probe.ready(port) or process.poll() is not None, 20)
+        assert ready and process.poll() is None, f"app did not start: {log.read_text()[-2000:]}"
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for app in started:
+            stop_process(app.process)
 
 
 class FleetFactory:

@@ -29,11 +29,13 @@ class BaseHandler(tornado.web.RequestHandler):
         super().__init__(*args, **kwargs)
         self.lifecycle.request_started()
         self._counted = True
+        self.settings["in_flight"].add(self)
 
     def on_finish(self) -> None:
         if self._counted:
             self._counted = False
             self.lifecycle.request_finished()
+            self.settings["in_flight"].discard(self)
             metrics = self.settings.get("metrics")
             if metrics is not None:
                 metrics.observe_request(self)

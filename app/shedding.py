@@ -1,0 +1,195 @@
+"""Stall shedding: while this process's event loop is stalled, let nginx send its waiting requests elsewhere.
+
+Requests that reach a process whose loop is blocked wait: nothing runs them until the loop is free again, and
+nginx, which has sent them, waits too. `least_conn` stops sending new ones there, but the ones already sent wait
+out the whole stall. While the watchdog sees a stall (app/watchdog.py), its thread calls the shedder, which
+closes the connections of the requests that are safe to send elsewhere. nginx sees "upstream closed the
+connection" (an error, never a timeout) and passes each one to another process at once (`proxy_next_upstream
+error`). It takes:
+- requests in flight (a handler exists) that are GET or HEAD, whose response has not started, and that are not
+  the request running the blocking code itself (found in the loop thread's stack): sending that one elsewhere
+  would spread a "query of death" to the next process;
+- connections arriving in the accept queue while the stall lasts, as soon as they arrive, if their request is a
+  GET or HEAD (read with MSG_PEEK, left unread); any other connection is handed back to the loop, which serves it
+  once it is free.
+POST, PATCH and DELETE are never touched: nginx does not pass a request it has sent with those methods to
+another process, so the client would get a 502. GET and HEAD are safe to run again: nginx already replays them
+on another process when a process dies mid-request. A handler that was running (say, awaiting the database)
+finishes after the stall into a closed connection; Tornado treats that like a client that went away.
+
+Only when another process can take the requests: before shedding, it asks the other processes of the fleet
+(FLEET_APP_PORTS) for /healthz with a short timeout, and sheds only if one answers. When every process is stalled
+(an overloaded machine, not one blocked process), shedding would turn slow answers into 502s, so it does not.
+Alone (FLEET_APP_PORTS lists no other process), app.server starts no shedder at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+
+import tornado.iostream
+import tornado.tcpserver
+import tornado.web
+
+log = logging.getLogger("fleet.shedding")
+
+# What nginx passes to another process after the connection failed, whatever it had sent (and what this app never
+# changes state on).
+SAFE_METHODS = ("GET", "HEAD")
+SAFE_PREFIXES = tuple(f"{method} ".encode() for method in SAFE_METHODS)
+# SO_LINGER on, timeout 0: close() sends RST at once (no FIN_WAIT for a connection nobody will read).
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+# How long one call waits for new connections, and for the request on a new connection. The watchdog calls
+# again right away while the stall lasts, so this only bounds how late the shedder notices the stall's end.
+WAIT = 0.05
+FIRST_BYTES_WAIT = 0.005
+# A peer that does not answer /healthz within this is stalled too (a healthy one answers in about 1 ms).
+PEER_TIMEOUT = 0.1
+# How long a peer's answer is trusted: a stall lasts seconds, a check costs one request to each peer.
+PEER_RECHECK = 0.5
+
+
+class StallShedder:
+    def __init__(
+        self,
+        server: tornado.tcpserver.TCPServer,
+        listening: Iterable[socket.socket],
+        in_flight: set[tornado.web.RequestHandler],
+        is_stalled: Callable[[], bool],
+        peers: Iterable[tuple[str, int]],
+    ):
+        self.server = server
+        self.listening = list(listening)
+        self.in_flight = in_flight
+        self.is_stalled = is_stalled
+        self.peers = list(peers)
+        # Created on the loop thread (app.server): that is the thread whose stack names the blocking request.
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread_id = threading.get_ident()
+        self.shed = 0  # requests sent back to nginx, since start
+        self._done: weakref.WeakSet[tornado.web.RequestHandler] = weakref.WeakSet()
+        self._peer_checked = -PEER_RECHECK
+        self._peer_ready = True  # until a check says otherwise (only a change is logged)
+
+    def __call__(self) -> None:
+        """Shed what is safe to shed now (called from the watchdog thread, again and again while a stall lasts)."""
+        if not self._peer_available():
+            return
+        shed = self._shed_in_flight() + self._shed_arrivals()
+        if shed:
+            self.shed += shed
+            log.warning("event loop stalled: closed %d waiting GET/HEAD request(s) for nginx to retry elsewhere", shed)
+
+    def _peer_available(self) -> bool:
+        now = time.monotonic()
+        if now - self._peer_checked >= PEER_RECHECK:
+            ready = any(answers_health_check(peer) for peer in self.peers)
+            if not ready and self._peer_ready:
+                log.warning("event loop stalled, and no other process answers /healthz: not shedding")
+            self._peer_ready = ready
+            self._peer_checked = time.monotonic()
+        return self._peer_ready
+
+    def _shed_in_flight(self) -> int:
+        running = running_handler(self.loop_thread_id)
+        shed = 0
+        # The loop is blocked, so nothing adds to or removes from the set while this copies it.
+        for handler in list(self.in_flight):
+            if handler is running or handler in self._done or not sheddable(handler):
+                continue
+            stream = getattr(handler.request.connection, "stream", None)
+            sock = getattr(stream, "socket", None)
+            if sock is None:
+                continue
+            try:
+                # Not close(): the loop owns the descriptor; a shutdown leaves it valid for the loop to close.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                continue
+            self._done.add(handler)
+            shed += 1
+        return shed
+
+    def _shed_arrivals(self) -> int:
+        """Take connections off the accept queues as they arrive, for up to WAIT seconds while the stall lasts."""
+        shed = 0
+        deadline = time.monotonic() + WAIT
+        while self.is_stalled() and (left := deadline - time.monotonic()) > 0:
+            try:
+                ready, _, _ = select.select(self.listening, [], [], left)
+            except (OSError, ValueError):
+                return shed  # a listening socket was closed by the drain
+            for listener in ready:
+                # Checked again before every accept: the select may have returned after the loop came back.
+                while self.is_stalled():
+                    try:
+                        conn, address = listener.accept()
+                    except OSError:
+                        break  # queue empty (EAGAIN), or the socket was closed by the drain
+                    if first_bytes(conn).startswith(SAFE_PREFIXES) and self.is_stalled():
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+                        conn.close()
+                        shed += 1
+                    else:
+                        self._hand_back(conn, address)
+        return shed
+
+    def _hand_back(self, conn: socket.socket, address) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._serve, conn, address)
+        except RuntimeError:  # the loop is closed: the process is exiting
+            conn.close()
+
+    def _serve(self, conn: socket.socket, address) -> None:
+        # What Tornado's TCPServer does with a connection it accepts itself (no TLS here: nginx terminates it).
+        stream = tornado.iostream.IOStream(
+            conn, max_buffer_size=self.server.max_buffer_size, read_chunk_size=self.server.read_chunk_size
+        )
+        self.server.handle_stream(stream, address)
+
+
+def sheddable(handler: tornado.web.RequestHandler) -> bool:
+    # Tornado has no public "response started" flag; these two are what RequestHandler itself checks.
+    return handler.request.method in SAFE_METHODS and not handler._headers_written and not handler._finished
+
+
+def running_handler(thread_id: int) -> tornado.web.RequestHandler | None:
+    """The request handler on the given thread's stack (innermost first), if any: the one blocking the loop."""
+    frame = sys._current_frames().get(thread_id)
+    try:
+        while frame is not None:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, tornado.web.RequestHandler):
+                return candidate
+            frame = frame.f_back
+        return None
+    finally:
+        del frame  # a frame reference keeps the loop thread's locals alive
+
+
+def first_bytes(conn: socket.socket) -> bytes:
+    """The first bytes of the request, left in the socket; empty if none arrive within FIRST_BYTES_WAIT."""
+    try:
+        readable, _, _ = select.select([conn], [], [], FIRST_BYTES_WAIT)
+        return conn.recv(8, socket.MSG_PEEK | socket.MSG_DONTWAIT) if readable else b""
+    except OSError:
+        return b""
+
+
+def answers_health_check(peer: tuple[str, int]) -> bool:
+    """True if the process at `peer` answers /healthz with 200 within PEER_TIMEOUT: its loop is free."""
+    try:
+        with socket.create_connection(peer, timeout=PEER_TIMEOUT) as conn:
+            conn.sendall(b"GET /healthz HTTP/1.0\r\nHost: fleet-peer\r\n\r\n")
+            return conn.recv(16).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
+    except OSError:
+        return False

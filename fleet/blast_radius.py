@@ -1,0 +1,520 @@
+"""Blast radius: what one blocked app process costs the fleet, measured through nginx (`scripts/blast-radius`).
+
+Each scenario boots nothing new: a fleet of N processes (free ports, a /tmp folder, FLEET_FAULTS on) gets an
+nginx config (the shipped one, or the shipped one with one option changed, loaded with a reload), then a bounded
+load runs on /json and /db through nginx while one process's event loop is blocked for T seconds, K times
+(`GET /fault/block` on that process's own port). Per scenario and endpoint it reports requests, failed, the share
+delayed beyond 100 ms and beyond 1 s, p50/p99/max latency, and how many processes' watchdogs saw a stall.
+
+Two loads: "steady" is an open loop at a fixed rate (latency counted from each request's due time, so waiting
+for a free connection counts); "saturating" is a closed loop that keeps every connection busy, the case where
+many requests are already on their way to a process when it blocks.
+
+Outputs (under --out, default results/blast-radius/): summary.md (the tables), results.json (every figure and
+the parameters), requests.csv.gz (one row per request), blast-radius.png and nginx-options.png (latency over
+time, block intervals shaded). One embedded database, in memory, serves every fleet; say so beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import datetime
+import gzip
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.settings import embedded_uri
+from fleet import launcher, probe, sandbox
+from fleet.config import ROOT, FleetConfig, nginx_binary
+from fleet.openloop import HttpConnection, Sample, run_load
+from fleet.supervisor import Supervisor
+
+PATHS = ("/json", "/db")
+DEFAULT_OUT = ROOT / "results" / "blast-radius"
+TARGET = "N >= 2, one process blocked: 0 failed requests and at most 1% delayed beyond 1 s"
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run as asked; the message says why."""
+
+
+# --- nginx options compared -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Edit:
+    """A regex substitution on the rendered nginx.conf; it must match (count=0: every match, at least one)."""
+
+    pattern: str
+    replacement: str
+    count: int = 1
+
+
+# The alternative to stall shedding, compared and rejected: added to `location /` for the comparison, fast
+# idempotent routes get a short read timeout and are retried once on another process when it fires.
+FAST_READ_TIMEOUT = "500ms"
+ADD_FAST_ROUTE_TIMEOUT = Edit(
+    r"^([ \t]*)proxy_send_timeout 30s;\n",
+    r"\g<0>\1location ~ ^/(json|plaintext|db|fortunes)$ {\n"
+    r"\1    proxy_pass http://app;\n"
+    r"\1    proxy_next_upstream error timeout;\n"
+    r"\1    proxy_next_upstream_tries 2;\n"
+    rf"\1    proxy_read_timeout {FAST_READ_TIMEOUT};\n"
+    r"\1}\n",
+)
+# The first version's setting: a process that failed a request is skipped for 2 s.
+MAX_FAILS_1 = Edit(r"max_fails=0;", "max_fails=1 fail_timeout=2s;", count=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    summary: str
+    edits: tuple[Edit, ...] = ()
+
+    def apply(self, conf: str) -> str:
+        for edit in self.edits:
+            conf, matched = re.subn(edit.pattern, edit.replacement, conf, count=edit.count, flags=re.M)
+            if not matched:
+                raise BenchError(f"nginx option {self.name!r}: {edit.pattern!r} matches nothing in nginx.conf")
+        return conf
+
+
+SHIPPED = "least_conn"
+
+
+def variants() -> dict[str, Variant]:
+    """The nginx options compared: deploy/nginx.conf as shipped, or with the changes named."""
+    keepalive = (
+        Edit(r"^([ \t]*)least_conn;\n", r"\g<0>\1keepalive 16;\n"),
+        Edit(
+            r"^([ \t]*)proxy_pass http://app;\n", r'\g<0>\1proxy_http_version 1.1;\n\1proxy_set_header Connection "";\n'
+        ),
+    )
+    timeout_everywhere = (
+        Edit(r"^([ \t]*)proxy_next_upstream error;$", r"\1proxy_next_upstream error timeout;"),
+        Edit(r"^([ \t]*)proxy_read_timeout 30s;$", rf"\1proxy_read_timeout {FAST_READ_TIMEOUT};"),
+    )
+    found = [
+        Variant("round-robin", "round robin instead of least_conn", (Edit(r"^[ \t]*least_conn;\n", ""),)),
+        Variant(SHIPPED, "deploy/nginx.conf as shipped: least_conn, retry on connection errors only, max_fails=0"),
+        Variant("keepalive", "+ upstream keepalive 16 (HTTP/1.1 to the processes)", keepalive),
+        Variant(
+            "max_fails=1", "max_fails=1 fail_timeout=2s: a process that failed a request is skipped 2 s", (MAX_FAILS_1,)
+        ),
+        Variant(
+            "fast-timeout",
+            f"+ /json, /plaintext, /db, /fortunes: read timeout {FAST_READ_TIMEOUT}, retried once on timeout; "
+            "max_fails=1 fail_timeout=2s (a timeout takes the process out for 2 s)",
+            (ADD_FAST_ROUTE_TIMEOUT, MAX_FAILS_1),
+        ),
+        Variant(
+            "fast-timeout,max_fails=0",
+            "the same with max_fails=0 (a timeout does not take the process out)",
+            (ADD_FAST_ROUTE_TIMEOUT,),
+        ),
+        Variant(
+            "timeout-everywhere",
+            f"every route: read timeout {FAST_READ_TIMEOUT} and retry on timeout (never do this)",
+            timeout_everywhere,
+        ),
+    ]
+    return {v.name: v for v in found}
+
+
+# --- what runs -----------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    name: str
+    rate: float  # requests/s per path; 0: closed loop
+    connections: int  # per path
+
+
+LOADS = {
+    "steady": Load("steady", rate=100, connections=16),
+    "saturating": Load("saturating", rate=0, connections=8),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    block_seconds: float
+    blocks: int
+    gap: float  # seconds between the end of one block and the start of the next
+    warmup: float = 1.0
+    tail: float = 1.5
+
+    @property
+    def starts(self) -> list[float]:
+        return [self.warmup + k * (self.block_seconds + self.gap) for k in range(self.blocks)]
+
+    @property
+    def duration(self) -> float:
+        return self.starts[-1] + self.block_seconds + self.tail
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    procs: int
+    mode: str
+    variant: str  # nginx option, a key of variants()
+    load: str
+    shedding: bool = True  # FLEET_STALL_SHEDDING
+    fault_via: str = "direct"  # "direct": the process's own port; "nginx": a slow GET through nginx
+
+    @property
+    def key(self) -> str:
+        via = "" if self.fault_via == "direct" else " fault-via-nginx"
+        shedding = "shedding" if self.shedding else "no-shedding"
+        return f"N={self.procs} {self.mode} {self.variant} {shedding} {self.load}{via}"
+
+    @property
+    def shipped(self) -> bool:
+        return self.variant == SHIPPED and self.shedding and self.fault_via == "direct"
+
+
+def plan(quick: bool) -> list[list[Scenario]]:
+    """Scenarios grouped by fleet (one boot each: procs, mode and shedding are fixed per fleet)."""
+    if quick:
+        return [
+            [Scenario(2, "motor", SHIPPED, "saturating", shedding=False)],
+            [Scenario(2, "motor", SHIPPED, "saturating"), Scenario(2, "motor", "keepalive", "saturating")],
+            [Scenario(1, "motor", SHIPPED, "saturating")],
+        ]
+    both = tuple(LOADS)
+    without = [
+        Scenario(2, "motor", v, load, shedding=False)
+        for v in ("round-robin", SHIPPED, "keepalive", "fast-timeout", "fast-timeout,max_fails=0")
+        for load in both
+    ]
+    without += [Scenario(2, "motor", v, "steady", False, "nginx") for v in ("timeout-everywhere", "fast-timeout")]
+    shedding = [Scenario(2, "motor", v, load) for v in (SHIPPED, "max_fails=1") for load in both]
+    shedding += [
+        Scenario(2, "motor", "keepalive", "saturating"),
+        Scenario(2, "motor", SHIPPED, "steady", True, "nginx"),
+    ]
+    fleets = [without, shedding]
+    fleets += [[Scenario(procs, "motor", SHIPPED, load) for load in both] for procs in (1, 4)]
+    fleets += [[Scenario(2, mode, SHIPPED, "saturating")] for mode in ("threads", "async")]
+    return fleets
+
+
+# --- running it ----------------------------------------------------------------------------------------------------
+
+
+class Fleet:
+    """A fleet booted for the benchmark; `use(variant)` reloads its nginx with that variant of the config."""
+
+    def __init__(self, procs: int, mode: str, shedding: bool, db_uri: str):
+        env = {"FLEET_FAULTS": "true", "FLEET_STALL_SHEDDING": str(shedding).lower()}
+        self.config: FleetConfig = sandbox.fleet_config(mode, procs, mongodb_uri=db_uri, prefix="blast-", **env)
+        self.supervisor: Supervisor | None = None
+        self.base_conf = ""
+        self.reloads = 0
+
+    def __enter__(self) -> Fleet:
+        try:
+            self.supervisor = launcher.up(self.config, log=lambda *_: None)
+        except BaseException:
+            sandbox.stop_fleet(self.config)
+            raise
+        self.base_conf = (self.config.var_dir / "nginx.conf").read_text()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sandbox.stop_fleet(self.config)
+
+    def use(self, variant: Variant) -> None:
+        self.reloads += 1
+        tag = f"{variant.name} {self.reloads}"
+        marker = Edit(r"^([ \t]*)server_name _;\n", rf"\g<0>\1location = /_blast_variant {{ return 200 '{tag}'; }}\n")
+        conf = Variant(variant.name, "", (*variant.edits, marker)).apply(self.base_conf)
+        path = self.config.var_dir / "nginx.conf"
+        path.write_text(conf)
+        check = subprocess.run(
+            [nginx_binary(), "-t", "-q", "-p", f"{self.config.var_dir}/nginx/", "-c", str(path), "-e", "stderr"],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode != 0:
+            raise BenchError(f"nginx rejects option {variant.name!r}: {check.stderr.strip()}")
+        self.supervisor.rpc.signalProcess("nginx", "HUP")
+        loaded = probe.wait_until(lambda: self._variant_tag() == tag, 15, interval=0.1)
+        if not loaded:
+            raise BenchError(f"nginx did not load option {variant.name!r}; see {self.config.var_dir}/log/")
+
+    def _variant_tag(self) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", self.config.port, timeout=2)
+        try:
+            conn.request("GET", "/_blast_variant")
+            response = conn.getresponse()
+            return response.read().decode() if response.status == 200 else ""
+        except OSError:
+            return ""
+        finally:
+            conn.close()
+
+    def stalls(self) -> dict[int, int]:
+        """Each process's watchdog stall count (the fleet is idle and every loop free when this is called)."""
+        counts = {}
+        for port in self.config.app_ports:
+            ready = probe.wait_until(lambda port=port: probe.ready(port), 15)
+            if not ready:
+                raise BenchError(f"process {port} not ready; see {self.config.var_dir}/log/")
+            counts[port] = ready["loop_stalls"]
+        return counts
+
+
+async def inject_blocks(port: int, t0: float, timing: Timing) -> list[dict]:
+    """Block a process's loop at each of timing.starts; returns when each block was asked for and answered."""
+    blocks = []
+    conn = HttpConnection(port, timeout=timing.block_seconds + 30)
+    try:
+        for start in timing.starts:
+            delay = t0 + start - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            began = time.monotonic() - t0
+            status = await conn.get(f"/fault/block?seconds={timing.block_seconds:g}")
+            blocks.append({"start": round(began, 3), "end": round(time.monotonic() - t0, 3), "status": status})
+    finally:
+        await conn.close()
+    return blocks
+
+
+async def drive(fleet: Fleet, scenario: Scenario, timing: Timing) -> tuple[list[Sample], list[dict]]:
+    load = LOADS[scenario.load]
+    t0 = time.monotonic() + 0.2
+    target = fleet.config.app_ports[0] if scenario.fault_via == "direct" else fleet.config.port
+    runs = [
+        run_load(fleet.config.port, path, t0=t0, duration=timing.duration, rate=load.rate, connections=load.connections)
+        for path in PATHS
+    ]
+    *per_path, blocks = await asyncio.gather(*runs, inject_blocks(target, t0, timing))
+    return [s for samples in per_path for s in samples], blocks
+
+
+def run_scenario(fleet: Fleet, scenario: Scenario, variant: Variant, timing: Timing) -> tuple[dict, list[Sample]]:
+    fleet.use(variant)
+    before = fleet.stalls()
+    samples, blocks = asyncio.run(drive(fleet, scenario, timing))
+    after = fleet.stalls()
+    # nginx keeps a process it saw time out out of rotation for fail_timeout: let that pass before the next one.
+    time.sleep(2.0)
+    result = {
+        **dataclasses.asdict(scenario),
+        "key": scenario.key,
+        "shipped": scenario.shipped,
+        "nginx": variant.summary,
+        "blocks": blocks,
+        "stalled_processes": sum(1 for port in after if after[port] > before[port]),
+        "endpoints": {path: summarize([s for s in samples if s.path == path], timing.duration) for path in PATHS},
+    }
+    return result, samples
+
+
+def summarize(samples: list[Sample], duration: float) -> dict:
+    latencies = sorted(s.latency for s in samples)
+    count = len(latencies)
+    if not count:
+        return {"requests": 0, "failed": 0}
+
+    def pct(p: float) -> float:
+        return round(1000 * latencies[min(count - 1, int(p * count))], 1)
+
+    return {
+        "requests": count,
+        "failed": sum(1 for s in samples if s.status != 200),
+        "over_100ms_pct": round(100 * sum(1 for v in latencies if v > 0.1) / count, 2),
+        "over_1s_pct": round(100 * sum(1 for v in latencies if v > 1.0) / count, 2),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(1000 * latencies[-1], 1),
+        "rps": round(count / duration, 1),
+    }
+
+
+def run(
+    fleets: list[list[Scenario]], timing: Timing, *, log=print, db_uri: str | None = None
+) -> tuple[list[dict], dict[str, list[Sample]]]:
+    """Run every scenario; `db_uri`: a seeded database to use (default: a fresh embedded one, in memory)."""
+    options = variants()
+    unknown = {s.variant for group in fleets for s in group} - set(options)
+    if unknown:
+        raise BenchError(f"unknown nginx option(s): {sorted(unknown)}")
+    results: list[dict] = []
+    samples: dict[str, list[Sample]] = {}
+    database = None
+    db_dir = sandbox.short_tmp_dir("blast-db-")
+    if db_uri is None:
+        db_port = sandbox.free_port_block(1)
+        database = sandbox.start_embedded_db(db_port, ":memory:", db_dir / "db.log")
+        db_uri = embedded_uri(db_port)
+    try:
+        for group in fleets:
+            first = group[0]
+            log(f"booting a fleet: N={first.procs}, {first.mode} mode, stall shedding {first.shedding}")
+            with Fleet(first.procs, first.mode, first.shedding, db_uri) as fleet:
+                for scenario in group:
+                    result, scenario_samples = run_scenario(fleet, scenario, options[scenario.variant], timing)
+                    results.append(result)
+                    samples[scenario.key] = scenario_samples
+                    log(progress_line(result))
+    finally:
+        if database is not None:
+            sandbox.stop_process(database)
+        shutil.rmtree(db_dir, ignore_errors=True)
+    return results, samples
+
+
+def progress_line(result: dict) -> str:
+    parts = []
+    for path, stats in result["endpoints"].items():
+        parts.append(
+            f"{path} {stats['requests']} req, {stats['failed']} failed, >1s {stats['over_1s_pct']}%, "
+            f"p99 {stats['p99_ms']} ms, max {stats['max_ms']} ms"
+        )
+    return f"  {result['key']}: " + "; ".join(parts) + f"; stalled processes: {result['stalled_processes']}"
+
+
+# --- reporting -----------------------------------------------------------------------------------------------------
+
+
+def table(results: list[dict]) -> str:
+    head = (
+        "| N | mode | nginx | shedding | load | endpoint | requests | failed | > 100 ms | > 1 s | p50 ms | p99 ms "
+        "| max ms | processes stalled |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    rows = [head]
+    for r in results:
+        nginx = r["variant"] + (" (fault via nginx)" if r["fault_via"] == "nginx" else "")
+        for path, s in r["endpoints"].items():
+            rows.append(
+                f"| {r['procs']} | {r['mode']} | {nginx} | {shedding(r)} | {r['load']} | `{path}` | {s['requests']} | "
+                f"{s['failed']} | "
+                f"{s['over_100ms_pct']}% | {s['over_1s_pct']}% | {s['p50_ms']} | {s['p99_ms']} | {s['max_ms']} | "
+                f"{r['stalled_processes']} |"
+            )
+    return "\n".join(rows)
+
+
+def shedding(result: dict) -> str:
+    # A lone process never sheds (app/server.py): there is no other process to take the requests.
+    if result["procs"] == 1:
+        return "n/a (alone)"
+    return "on" if result["shedding"] else "off"
+
+
+def report(results: list[dict], timing: Timing, meta: dict, options: dict[str, Variant]) -> str:
+    shipped = [r for r in results if r["shipped"]]
+    others = [r for r in results if r["procs"] == 2 and r["mode"] == "motor"]
+    used = {r["variant"] for r in others}
+    lines = [
+        "# Blast radius",
+        "",
+        f"Measured {meta['date']} on {meta['machine']}; nginx {meta['nginx']}; embedded database (SecantusDB, one "
+        "Python process, in memory) for every fleet: a real mongod is much faster.",
+        f"Each run: one process's event loop blocked {timing.blocks} x {timing.block_seconds:g} s "
+        f"(`GET /fault/block` on its own port), {timing.gap:g} s apart, under load on `/json` and `/db` through "
+        f"nginx for {timing.duration:g} s. Loads: steady = open loop, {LOADS['steady'].rate:g} req/s per endpoint "
+        f"(latency from the due time); saturating = closed loop, {LOADS['saturating'].connections} connections per "
+        "endpoint. Target: " + TARGET + ".",
+        "",
+        "## The shipped configuration, by N and database mode",
+        "",
+        table(shipped),
+        "",
+        "## nginx options (N = 2, motor)",
+        "",
+        "\n".join(f"- `{name}`: {options[name].summary}" for name in options if name in used),
+        "",
+        table(others),
+        "",
+        f"Command: `{meta['command']}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, results, samples, *, timing: Timing, meta: dict, options, plot: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "timing": dataclasses.asdict(timing), "scenarios": results}, indent=1) + "\n"
+    )
+    with gzip.open(out / "requests.csv.gz", "wt", newline="") as raw:
+        writer = csv.writer(raw)
+        writer.writerow(["scenario", "path", "at_s", "latency_ms", "status"])
+        for key, rows in samples.items():
+            for s in rows:
+                writer.writerow([key, s.path, f"{s.at:.4f}", f"{1000 * s.latency:.2f}", s.status])
+    (out / "summary.md").write_text(report(results, timing, meta, options))
+    if plot:
+        from fleet.blast_plot import plot_scenarios
+
+        shipped = [r for r in results if r["shipped"]]
+        compared = [r for r in results if r["procs"] == 2 and r["mode"] == "motor"]
+        plot_scenarios(shipped, samples, out / "blast-radius.png", "Shipped nginx config: one process blocked")
+        plot_scenarios(compared, samples, out / "nginx-options.png", "nginx options, N = 2, motor")
+
+
+def machine_meta(argv: list[str]) -> dict:
+    nginx = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip().partition("/")[2]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} CPUs (load average at start {load})",
+        "nginx": nginx,
+        "python": sys.version.split()[0],
+        "command": " ".join(["scripts/blast-radius", *argv]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="scripts/blast-radius", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer, shorter scenarios (~1 min)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--block-seconds", type=float, help="how long each block lasts (default 2, quick 1)")
+    parser.add_argument("--blocks", type=int, help="blocks per scenario (default 3, quick 2)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    args = parser.parse_args(argv)
+    timing = Timing(
+        block_seconds=args.block_seconds if args.block_seconds is not None else (1.0 if args.quick else 2.0),
+        blocks=args.blocks if args.blocks is not None else (2 if args.quick else 3),
+        gap=1.0 if args.quick else 1.5,
+        warmup=0.5 if args.quick else 1.0,
+    )
+    if not (0 < timing.block_seconds <= 20 and 1 <= timing.blocks <= 10):
+        parser.error("--block-seconds must be in (0, 20] and --blocks in [1, 10]")
+    # Stopped by SIGTERM (a CI timeout, kill PID): unwind like Ctrl-C, so every fleet it booted is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    meta = machine_meta(argv)
+    started = time.monotonic()
+    try:
+        results, samples = run(plan(args.quick), timing)
+    except (BenchError, launcher.FleetError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    meta["seconds"] = round(time.monotonic() - started)
+    options = variants()
+    write_outputs(args.out, results, samples, timing=timing, meta=meta, options=options, plot=not args.no_plot)
+    print()
+    print(report(results, timing, meta, options))
+    print(f"wrote {args.out}/ in {meta['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
