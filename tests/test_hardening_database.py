@@ -99,7 +99,7 @@ def test_a_stopped_database_gives_fast_json_503s_and_the_fleet_recovers_by_itsel
 
 def test_every_acknowledged_write_survives_a_database_crash(fleet):
     """Writers POST through nginx without pause while the database is killed with SIGKILL (no clean shutdown)
-    and supervisord restarts it. Each answer is 201 (acknowledged: in the journal, FLEET_DB_JOURNAL) or 503;
+    and supervisord restarts it. Each answer is 201 (acknowledged with w=majority) or 503;
     afterwards every acknowledged note is there, unchanged."""
     mode = fleet.app_env["FLEET_DB_MODE"]
     supervisor = Supervisor(fleet.socket)
