@@ -8,7 +8,7 @@ The order matters, and each step closes a race seen under load through nginx (te
    POST (it may have been applied), and the client gets a 502. So `FleetHTTPServer.stop_accepting()` accepts
    everything in the queue and closes the socket right after the accept that finds it empty (microseconds
    apart, no await in between), then serves what it accepted. From then on a connect is refused, which nginx
-   retries on another process for any method (nothing was sent), and it skips this process for `fail_timeout`.
+   retries on another process for any method (nothing was sent).
    tests/test_switch.py stops a process under a storm of new connections: a plain close lost 3-16 requests
    per stop there; this loses none.
 2. **Wait for connections, not only for requests.** A connection accepted a moment ago carries a request whose

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from fleet import launcher, sandbox
 from fleet.config import ROOT
@@ -49,6 +52,9 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
         outcomes = load.result.outcomes
         missing = set(load.result.acknowledged) - all_note_ids(config.url)
     finally:
+        logs = config.var_dir / "log"
+        kept = Path(tempfile.mkdtemp(prefix=f"fleet-switch-trial-logs-{procs}-"))
+        shutil.copytree(logs, kept, dirs_exist_ok=True)
         sandbox.stop_fleet(config)
     for row in rows:
         during = [o for o in outcomes if row["started"] <= o.started <= row["ended"]]
@@ -61,6 +67,12 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
             max_ms=1000 * max((o.latency for o in during), default=0.0),
         )
     total_failed = sum(1 for o in outcomes if o.failed)
+    for outcome in [o for o in outcomes if o.failed][:10]:
+        log(f"failed: {outcome.op} after {outcome.latency:.2f}s: {outcome.error}")
+    if total_failed:
+        log(f"the fleet's logs (nginx's error log, each process's) are kept in {kept}")
+    else:
+        shutil.rmtree(kept, ignore_errors=True)
     log(
         f"N={procs}: {len(outcomes)} requests in all, {total_failed} failed, "
         f"{len(load.result.acknowledged)} writes acknowledged, {len(missing)} of them missing afterwards"
