@@ -298,8 +298,8 @@ class InstrumentedStore:
     async def delete_one(self, collection, filter):
         return await self._timed("delete_one", self._store.delete_one(collection, filter))
 
-    async def bulk_update(self, collection, updates):
-        return await self._timed("bulk_update", self._store.bulk_update(collection, updates))
+    async def bulk_update(self, collection, updates, *, durable=True):
+        return await self._timed("bulk_update", self._store.bulk_update(collection, updates, durable=durable))
 
     async def count(self, collection, filter):
         return await self._timed("count", self._store.count(collection, filter))

@@ -54,15 +54,15 @@ class Settings:
     db_socket_timeout_ms: int = 10_000
     db_pool_size: int = 100
     # Write concern of every write: a write is acknowledged (201/200/204) only once a majority of the replica set
-    # has it. On a replica set mongod then also has it in the journal of that majority
-    # (writeConcernMajorityJournalDefault), so it survives a crash, a power loss and a failover. On the embedded
-    # server (one node) it is in WiredTiger's log, in the OS page cache: it survives a crash of the database
-    # (tests/test_hardening_database.py kills it), not a power loss. 0 (unacknowledged) is refused.
+    # has it, and (j) has it in its on-disk journal: an acknowledged write survives a crash of the database, a
+    # power loss and, on a replica set, a failover. 0 (unacknowledged) is refused.
     db_write_concern: str = "majority"
-    # j=true: also wait for the journal on disk (an fsync per write on the embedded server and a standalone
-    # mongod). Off by default: on a replica set "majority" already implies it, and on the embedded server it cuts
-    # /updates?queries=20 from ~44 to ~11 requests/s (16 connections, this machine).
-    db_journal: bool = False
+    # Not optional on the embedded server: without j its WiredTiger log stays in a memory buffer, and a SIGKILL
+    # of the database lost 17-54 acknowledged notes of ~120 (tests/test_hardening_database.py); with j, none.
+    # The price there is an fsync per write: concurrent bulk writes ran ~4x slower, which is why TFB's /updates
+    # opts out (Store.bulk_update(durable=False)). On a replica set of mongods "majority" already waits for the
+    # journal (writeConcernMajorityJournalDefault), so j costs nothing more.
+    db_journal: bool = True
     # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode.
     db_threads: int = 16
     # Size of the pool application code uses for other blocking calls (app.blocking).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, WriteConcern
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WriteConcernError
 from pymongo.operations import UpdateOne
 
@@ -52,7 +52,9 @@ class Store(Protocol):
 
     async def delete_one(self, collection: str, filter: Mapping) -> int: ...
 
-    async def bulk_update(self, collection: str, updates: Sequence[UpdateOne]) -> None: ...
+    async def bulk_update(self, collection: str, updates: Sequence[UpdateOne], *, durable: bool = True) -> None:
+        """Apply `updates` unordered. `durable=False`: with the database's default write concern (w: 1, no
+        journal) instead of the fleet's (FLEET_DB_WRITE_CONCERN, FLEET_DB_JOURNAL), for data that may be lost."""
 
     async def count(self, collection: str, filter: Mapping) -> int: ...
 
@@ -72,6 +74,15 @@ def client_options(settings) -> dict[str, Any]:
         "maxPoolSize": settings.db_pool_size,
         "appname": "tornado-fleet",
     }
+
+
+# The database's own default: confirmed by the primary, not waited for in its journal.
+DEFAULT_WRITE_CONCERN = WriteConcern(w=1)
+
+
+def writable(collection, durable: bool):
+    """`collection` with the fleet's write concern (durable) or the database's default."""
+    return collection if durable else collection.with_options(write_concern=DEFAULT_WRITE_CONCERN)
 
 
 class AwaitableDriverStore:
@@ -109,9 +120,9 @@ class AwaitableDriverStore:
         result = await self._db[collection].delete_one(filter)
         return result.deleted_count
 
-    async def bulk_update(self, collection, updates):
+    async def bulk_update(self, collection, updates, *, durable=True):
         if updates:
-            await self._db[collection].bulk_write(list(updates), ordered=False)
+            await writable(self._db[collection], durable).bulk_write(list(updates), ordered=False)
 
     async def count(self, collection, filter):
         return await self._db[collection].count_documents(filter)

@@ -13,7 +13,7 @@ import asyncio
 from pymongo import MongoClient, ReturnDocument
 
 from app.blocking import BlockingPool
-from app.store.base import client_options
+from app.store.base import client_options, writable
 
 
 class ThreadsStore:
@@ -65,9 +65,9 @@ class ThreadsStore:
         result = await self._run(self._db[collection].delete_one, filter)
         return result.deleted_count
 
-    async def bulk_update(self, collection, updates):
+    async def bulk_update(self, collection, updates, *, durable=True):
         if updates:
-            await self._run(self._db[collection].bulk_write, list(updates), ordered=False)
+            await self._run(writable(self._db[collection], durable).bulk_write, list(updates), ordered=False)
 
     async def count(self, collection, filter):
         return await self._run(self._db[collection].count_documents, filter)
