@@ -42,6 +42,9 @@ from fleet.supervisor import Supervisor
 
 PATHS = ("/json", "/db")
 DEFAULT_OUT = ROOT / "results" / "blast-radius"
+README = ROOT / "README.md"
+README_BEGIN = "<!-- blast-radius:begin (written by scripts/blast-radius --readme) -->"
+README_END = "<!-- blast-radius:end -->"
 TARGET = "N >= 2, one process blocked: 0 failed requests and at most 1% delayed beyond 1 s"
 
 
@@ -202,10 +205,8 @@ def plan(quick: bool) -> list[list[Scenario]]:
     ]
     without += [Scenario(2, "motor", v, "steady", False, "nginx") for v in ("timeout-everywhere", "fast-timeout")]
     shedding = [Scenario(2, "motor", v, load) for v in (SHIPPED, "max_fails=1") for load in both]
-    shedding += [
-        Scenario(2, "motor", "keepalive", "saturating"),
-        Scenario(2, "motor", SHIPPED, "steady", True, "nginx"),
-    ]
+    shedding += [Scenario(2, "motor", "keepalive", "saturating")]
+    shedding += [Scenario(2, "motor", v, "steady", True, "nginx") for v in (SHIPPED, "max_fails=1")]
     fleets = [without, shedding]
     fleets += [[Scenario(procs, "motor", SHIPPED, load) for load in both] for procs in (1, 4)]
     fleets += [[Scenario(2, mode, SHIPPED, "saturating")] for mode in ("threads", "async")]
@@ -312,8 +313,9 @@ def run_scenario(fleet: Fleet, scenario: Scenario, variant: Variant, timing: Tim
     before = fleet.stalls()
     samples, blocks = asyncio.run(drive(fleet, scenario, timing))
     after = fleet.stalls()
-    # nginx keeps a process it saw time out out of rotation for fail_timeout: let that pass before the next one.
-    time.sleep(2.0)
+    if MAX_FAILS_1 in variant.edits:
+        # nginx keeps a process that failed out of rotation for fail_timeout: let that pass before the next run.
+        time.sleep(2.0)
     result = {
         **dataclasses.asdict(scenario),
         "key": scenario.key,
@@ -418,6 +420,36 @@ def shedding(result: dict) -> str:
     return "on" if result["shedding"] else "off"
 
 
+def compact_table(results: list[dict]) -> str:
+    """One row per scenario, /json and /db together: the comparison at a glance."""
+    rows = [
+        "| N | mode | nginx | shedding | load | requests | failed | > 100 ms | > 1 s | max ms | processes stalled |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        stats = list(r["endpoints"].values())
+        total = sum(s["requests"] for s in stats) or 1
+        over_100 = sum(s["over_100ms_pct"] * s["requests"] for s in stats) / total
+        over_1s = sum(s["over_1s_pct"] * s["requests"] for s in stats) / total
+        nginx = f"`{r['variant']}`" + (" (slow GET via nginx)" if r["fault_via"] == "nginx" else "")
+        rows.append(
+            f"| {r['procs']} | {r['mode']} | {nginx} | {shedding(r)} | {r['load']} | {total} | "
+            f"{sum(s['failed'] for s in stats)} | "
+            f"{over_100:.2f}% | {over_1s:.2f}% | {max(s['max_ms'] for s in stats):.0f} | {r['stalled_processes']} |"
+        )
+    return "\n".join(rows)
+
+
+def verdict(shipped: list[dict]) -> str:
+    fleet = [r for r in shipped if r["procs"] >= 2]
+    if not fleet:
+        return "Target: not measured (no run with N >= 2)."
+    failed = sum(s["failed"] for r in fleet for s in r["endpoints"].values())
+    worst = max(s["over_1s_pct"] for r in fleet for s in r["endpoints"].values())
+    met = "met" if failed == 0 and worst <= 1.0 else "NOT met"
+    return f"Target {met}: with N >= 2, {failed} failed requests; at most {worst}% delayed beyond 1 s in any row."
+
+
 def report(results: list[dict], timing: Timing, meta: dict, options: dict[str, Variant]) -> str:
     shipped = [r for r in results if r["shipped"]]
     others = [r for r in results if r["procs"] == 2 and r["mode"] == "motor"]
@@ -435,17 +467,58 @@ def report(results: list[dict], timing: Timing, meta: dict, options: dict[str, V
         "",
         "## The shipped configuration, by N and database mode",
         "",
+        verdict(shipped),
+        "",
         table(shipped),
         "",
         "## nginx options (N = 2, motor)",
         "",
         "\n".join(f"- `{name}`: {options[name].summary}" for name in options if name in used),
         "",
+        compact_table(others),
+        "",
+        "The same runs, per endpoint:",
+        "",
         table(others),
         "",
         f"Command: `{meta['command']}`",
     ]
     return "\n".join(lines) + "\n"
+
+
+def readme_block(results: list[dict], meta: dict, out: Path, readme: Path = README) -> str:
+    """The latest figures for README.md: the shipped configuration, the nginx options, the plots."""
+    folder = os.path.relpath(out, readme.parent)
+    shipped = [r for r in results if r["shipped"]]
+    others = [r for r in results if r["procs"] == 2 and r["mode"] == "motor"]
+    return "\n".join(
+        [
+            f"Measured {meta['date']} on {meta['machine']}, nginx {meta['nginx']}, embedded database (`/db` is "
+            f"bounded by it); `{meta['command']}` took {meta['seconds']} s. `/json` and `/db` together per run; "
+            f"per endpoint, p50 and p99 in [{folder}/summary.md]({folder}/summary.md).",
+            "",
+            verdict(shipped),
+            "",
+            compact_table(shipped),
+            "",
+            'nginx options and stall shedding side by side (N = 2, motor; "slow GET via nginx": the block is a GET '
+            "sent through nginx, like a query of death, instead of a request to one process's port):",
+            "",
+            compact_table(others),
+            "",
+            f"![latency of every request, shipped configuration]({folder}/blast-radius.png)",
+            "",
+            f"![latency of every request, nginx options]({folder}/nginx-options.png)",
+        ]
+    )
+
+
+def update_readme(block: str, readme: Path = README) -> None:
+    text = readme.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise BenchError(f"README.md has no {README_BEGIN!r} ... {README_END!r} block")
+    readme.write_text(text[: begin + len(README_BEGIN)] + "\n" + block + "\n" + text[end:])
 
 
 def write_outputs(out: Path, results, samples, *, timing: Timing, meta: dict, options, plot: bool = True) -> None:
@@ -489,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-seconds", type=float, help="how long each block lasts (default 2, quick 1)")
     parser.add_argument("--blocks", type=int, help="blocks per scenario (default 3, quick 2)")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--readme", action="store_true", help="also put the latest figures into README.md")
     args = parser.parse_args(argv)
     timing = Timing(
         block_seconds=args.block_seconds if args.block_seconds is not None else (1.0 if args.quick else 2.0),
@@ -500,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--block-seconds must be in (0, 20] and --blocks in [1, 10]")
     # Stopped by SIGTERM (a CI timeout, kill PID): unwind like Ctrl-C, so every fleet it booted is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.readme and README_BEGIN not in README.read_text():
+        parser.error(f"--readme: README.md has no {README_BEGIN!r} marker")
     meta = machine_meta(argv)
     started = time.monotonic()
     try:
@@ -512,7 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(args.out, results, samples, timing=timing, meta=meta, options=options, plot=not args.no_plot)
     print()
     print(report(results, timing, meta, options))
-    print(f"wrote {args.out}/ in {meta['seconds']} s")
+    if args.readme:
+        update_readme(readme_block(results, meta, args.out.resolve()))
+    print(f"wrote {args.out}/ in {meta['seconds']} s" + (" and README.md" if args.readme else ""))
     return 0
 
 

@@ -178,3 +178,10 @@ def test_a_small_run_writes_the_table_the_raw_numbers_and_the_plots(tmp_path, mo
     assert "| 2 | motor | least_conn | on | steady | `/db` |" in summary
     for png in ("blast-radius.png", "nginx-options.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{blast_radius.README_BEGIN}\nold figures\n{blast_radius.README_END}\nafter\n")
+    blast_radius.update_readme(blast_radius.readme_block(results, {**meta, "seconds": 1}, tmp_path, readme), readme)
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old figures" not in text
+    assert "Target met" in text and "blast-radius.png)" in text
