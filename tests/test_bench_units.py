@@ -311,3 +311,22 @@ def test_readme_block_is_replaced_between_the_markers_only(tmp_path):
     assert "![throughput](results/throughput.png)" in text
     with pytest.raises(ValueError, match="bench:begin"):
         report.replace_readme_block("no markers", "x")
+
+
+def test_runs_last_several_times_the_warm_up_latency_within_twice_the_plan():
+    cell = runner.CellRunner(runner.Plan(duration_s=2, warmup_s=1), None, print)
+
+    def warm(requests: int, p99_ms: float | None) -> wrk.WrkResult:
+        return wrk.WrkResult(requests, 1.0, float(requests), p99_ms, p99_ms, {}, 0)
+
+    assert cell.run_seconds(None) == 2
+    assert cell.run_seconds(warm(500, 20.0)) == 2
+    assert cell.run_seconds(warm(40, 800.0)) == 4  # 4 x 0.8 s, rounded up
+    assert cell.run_seconds(warm(3, 1900.0)) == 4  # at most twice the plan
+    assert cell.run_seconds(warm(0, None)) == 4  # nothing completed: as long as allowed
+
+
+def test_endpoints_with_many_round_trips_run_with_fewer_connections():
+    plan = runner.Plan(wrk=wrk.WrkOptions(threads=1, connections=64))
+    assert [plan.connections(ENDPOINTS[n]) for n in ("json", "db", "queries", "updates")] == [64, 64, 16, 16]
+    assert "`-c16` for `/updates?queries=20`" in report.markdown(sample_results())

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--direct-endpoints",
         type=names_of(ENDPOINTS, allow_empty=True),
-        help="endpoints also measured on one process without nginx ('' for none; default: json,plaintext,db)",
+        help="endpoints also measured on one process without nginx ('' for none; default: json,db)",
     )
     parser.add_argument("--runs", type=positive, help=f"measured runs per cell (default: {defaults.runs})")
     parser.add_argument("--duration", type=positive, help=f"seconds per run (default: {defaults.duration_s})")

@@ -14,6 +14,9 @@ class Endpoint:
     # Database operations one request makes: requests/s x this = the load it puts on the database, comparable
     # with the "database alone" reference (find_one by _id, ops/s).
     db_ops: int = 0
+    # wrk's connections ÷ this: an endpoint making many round trips per request serves few requests/s, so at
+    # full concurrency its latency nears a run's length and a run would complete almost nothing.
+    connections_divisor: int = 1
 
 
 ENDPOINTS = {
@@ -22,9 +25,9 @@ ENDPOINTS = {
         Endpoint("json", "/json"),
         Endpoint("plaintext", "/plaintext", depth=16),
         Endpoint("db", "/db", db_ops=1),
-        Endpoint("queries", "/queries?queries=20", db_ops=20),
+        Endpoint("queries", "/queries?queries=20", db_ops=20, connections_divisor=4),
         # 20 reads, then one bulk write of 20 updates.
-        Endpoint("updates", "/updates?queries=20", db_ops=21),
+        Endpoint("updates", "/updates?queries=20", db_ops=21, connections_divisor=4),
         Endpoint("fortunes", "/fortunes", db_ops=1),
     )
 }

@@ -81,8 +81,9 @@ def intro(config: dict, info: dict, measurements: list[dict]) -> str:
             f"Measured {info['date']} on {machine.summary_line(info)}; load average at start "
             f"{', '.join(f'{x:.2f}' for x in info['load_average'])}.",
             "",
-            f"wrk `-t{config['wrk_threads']} -c{config['connections']}`, {config['runs']} run(s) of "
-            f"{config['duration_s']} s per cell after a {config['warmup_s']} s warm-up; figures are medians over the "
+            f"wrk `-t{config['wrk_threads']} -c{config['connections']}` ({fewer_connections(config)}), "
+            f"{config['runs']} run(s) of {config['duration_s']} s per cell after a {config['warmup_s']} s warm-up "
+            f"(a run lasts up to twice that when the warm-up's p99 × 4 is longer); figures are medians over the "
             f"runs. `/plaintext` is pipelined {ENDPOINTS['plaintext'].depth} deep (wrk times a pipelined batch, not "
             f"each request, and often reports no distribution for it: n/a). Database: {config['database']}.",
             "",
@@ -91,6 +92,15 @@ def intro(config: dict, info: dict, measurements: list[dict]) -> str:
             f"**Failed requests** (socket errors + non-2xx answers), all cells: **{errors}**.",
         ]
     )
+
+
+def fewer_connections(config: dict) -> str:
+    heavy = [e for e in ENDPOINTS.values() if e.connections_divisor > 1]
+    parts = [
+        f"`-c{max(config['wrk_threads'], config['connections'] // e.connections_divisor)}` for `{e.path}`"
+        for e in heavy
+    ]
+    return ", ".join(parts) + ": at full concurrency their latency nears a run's length"
 
 
 def references_table(measurements: list[dict], config: dict) -> str:

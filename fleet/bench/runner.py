@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import shutil
 import sys
 import time
@@ -43,7 +44,7 @@ class Plan:
     procs: tuple[int, ...] = (1, 2, 4)
     endpoints: tuple[str, ...] = tuple(ENDPOINTS)
     # Endpoints also measured on one app process without nginx (the reference for the hop's cost).
-    direct_endpoints: tuple[str, ...] = ("json", "plaintext", "db")
+    direct_endpoints: tuple[str, ...] = ("json", "db")
     runs: int = 3
     duration_s: int = 2
     warmup_s: int = 1
@@ -55,17 +56,23 @@ class Plan:
     mongodb_uri: str | None = None
     db_name: str = "fleet"
 
-    def cell_seconds(self) -> float:
-        # wrk stops ~0.1 s after its duration; a run also pays process start-up.
-        return self.warmup_s + self.runs * (self.duration_s + 0.15) + (0.15 if self.warmup_s else 0)
+    def connections(self, endpoint) -> int:
+        return max(self.wrk.threads, self.wrk.connections // endpoint.connections_divisor)
+
+    def cell_seconds(self, stretched: bool = False) -> float:
+        # wrk stops ~0.2 s after its duration; a run also pays process start-up. `stretched`: runs of an
+        # endpoint whose latency may lengthen them (see CellRunner), counted at 1.5 x.
+        duration = self.duration_s * (1.5 if stretched and self.warmup_s else 1)
+        return self.warmup_s + self.runs * (duration + 0.25) + (0.25 if self.warmup_s else 0)
 
     def estimate_seconds(self) -> float:
         references_s = 3 * self.cell_seconds()
         if self.url:
             return references_s + len(self.endpoints) * self.cell_seconds()
         fleets = len(self.modes) * len(self.loops) * len(self.procs)
-        cells = fleets * len(self.endpoints) + len(self.modes) * len(self.loops) * len(self.direct_endpoints)
-        return references_s + cells * self.cell_seconds() + fleets * FLEET_OVERHEAD_S
+        fleet_cells = sum(self.cell_seconds(ENDPOINTS[n].connections_divisor > 1) for n in self.endpoints)
+        direct_cells = len(self.modes) * len(self.loops) * len(self.direct_endpoints) * self.cell_seconds()
+        return references_s + fleets * (fleet_cells + FLEET_OVERHEAD_S) + direct_cells
 
 
 class Progress:
@@ -137,25 +144,51 @@ def config_of(plan: Plan) -> dict:
 
 
 class CellRunner:
-    """Measures one URL: a warm-up run (discarded), then `runs` wrk runs, one progress line per run."""
+    """Measures one URL: a warm-up run (discarded), then `runs` wrk runs, one progress line per run.
+
+    A run must last several times the requests' latency, or it ends before most requests started in it do (wrk
+    starts every connection at once, so with a latency near the run's length almost nothing completes). The
+    warm-up's p99 tells: runs then last 4 x that p99, up to twice the planned duration.
+    """
 
     def __init__(self, plan: Plan, pipeline_script: Path, progress):
         self.plan = plan
         self.pipeline_script = pipeline_script
         self.progress = progress
 
-    def __call__(self, label: str, url: str, depth: int = 1) -> list[dict]:
-        self.warm_up(url, depth)
-        return [self.once(f"{label} run {i + 1}/{self.plan.runs}", url, depth) for i in range(self.plan.runs)]
+    def __call__(self, label: str, url: str, depth: int = 1, connections: int | None = None) -> list[dict]:
+        duration_s = self.run_seconds(self.warm_up(url, depth, connections))
+        return [
+            self.once(f"{label} run {i + 1}/{self.plan.runs}", url, depth, connections, duration_s)
+            for i in range(self.plan.runs)
+        ]
 
-    def warm_up(self, url: str, depth: int = 1) -> None:
-        if self.plan.warmup_s:
-            wrk.run(url, self.plan.warmup_s, self.plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
+    def options(self, connections: int | None) -> wrk.WrkOptions:
+        return dataclasses.replace(self.plan.wrk, connections=connections or self.plan.wrk.connections)
 
-    def once(self, label: str, url: str, depth: int = 1) -> dict:
+    def warm_up(self, url: str, depth: int = 1, connections: int | None = None) -> wrk.WrkResult | None:
+        if not self.plan.warmup_s:
+            return None
+        options = self.options(connections)
+        return wrk.run(url, self.plan.warmup_s, options, pipeline_script=self.pipeline_script, depth=depth)
+
+    def run_seconds(self, warm_up: wrk.WrkResult | None) -> int:
+        planned = self.plan.duration_s
+        if warm_up is None:
+            return planned
+        if warm_up.requests == 0:
+            return 2 * planned
+        if warm_up.p99_ms is None:
+            return planned
+        return min(2 * planned, max(planned, math.ceil(4 * warm_up.p99_ms / 1000)))
+
+    def once(
+        self, label: str, url: str, depth: int = 1, connections: int | None = None, duration_s: int | None = None
+    ) -> dict:
         """One measured wrk run, as a run dict (see `fleet.bench.stats`)."""
-        plan = self.plan
-        result = wrk.run(url, plan.duration_s, plan.wrk, pipeline_script=self.pipeline_script, depth=depth)
+        options = self.options(connections)
+        duration_s = duration_s or self.plan.duration_s
+        result = wrk.run(url, duration_s, options, pipeline_script=self.pipeline_script, depth=depth)
         p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:.1f} ms"
         self.progress(f"{label}: {result.rps:,.0f} req/s, p99 {p99}, {result.errors} errors")
         return {
@@ -166,6 +199,8 @@ class CellRunner:
             "requests": result.requests,
             "socket_errors": result.socket_errors,
             "non_2xx": result.non_2xx,
+            "connections": options.connections,
+            "duration_s": duration_s,
         }
 
 
@@ -199,7 +234,7 @@ def measure_given_fleet(plan: Plan, cell: CellRunner, *, found: list[dict]) -> N
     mode, loop = ready.get("db_mode", "?"), ready.get("event_loop", "?")
     for name in plan.endpoints:
         endpoint = ENDPOINTS[name]
-        runs = cell(f"{base} {endpoint.path}", base + endpoint.path, endpoint.depth)
+        runs = cell(f"{base} {endpoint.path}", base + endpoint.path, endpoint.depth, plan.connections(endpoint))
         found.append(measurement("fleet", name, runs, mode=mode, loop=loop, procs=None, path=endpoint.path))
 
 
@@ -213,7 +248,8 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
                 with booted_fleet(mode, loop, procs, db_uri) as config:
                     for name in plan.endpoints:
                         endpoint = ENDPOINTS[name]
-                        runs = cell(f"{label} {endpoint.path}", config.url + endpoint.path, endpoint.depth)
+                        url = config.url + endpoint.path
+                        runs = cell(f"{label} {endpoint.path}", url, endpoint.depth, plan.connections(endpoint))
                         found.append(
                             measurement("fleet", name, runs, mode=mode, loop=loop, procs=procs, path=endpoint.path)
                         )
@@ -222,7 +258,8 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
                     direct = f"http://127.0.0.1:{config.app_ports[0]}"
                     for name in plan.direct_endpoints:
                         endpoint = ENDPOINTS[name]
-                        runs = cell(f"{label} direct {endpoint.path}", direct + endpoint.path, endpoint.depth)
+                        url = direct + endpoint.path
+                        runs = cell(f"{label} direct {endpoint.path}", url, endpoint.depth, plan.connections(endpoint))
                         found.append(
                             measurement("direct", name, runs, mode=mode, loop=loop, procs=1, path=endpoint.path)
                         )

@@ -137,15 +137,17 @@ def interleaved(cell: runner.CellRunner, knob: str, mode: str, contenders: list[
     found = []
     for name in NGINX_ENDPOINTS if knob in NGINX_VARIANTS else APP_ENDPOINTS:
         endpoint = ENDPOINTS[name]
+        connections = cell.plan.connections(endpoint)
         for contender in contenders:
             contender.runs = []
             contender.prepare()
-            cell.warm_up(contender.url + endpoint.path, endpoint.depth)
+            cell.warm_up(contender.url + endpoint.path, endpoint.depth, connections)
         for index in range(cell.plan.runs):
             for contender in contenders:
                 contender.prepare()
                 label = f"{contender.variant} {endpoint.path} run {index + 1}/{cell.plan.runs}"
-                contender.runs.append(cell.once(label, contender.url + endpoint.path, endpoint.depth))
+                url = contender.url + endpoint.path
+                contender.runs.append(cell.once(label, url, endpoint.depth, connections))
         for contender in contenders:
             found.append(measurement("tune", name, contender.runs, knob=knob, variant=contender.variant, mode=mode))
     return found
