@@ -65,6 +65,8 @@ def title(kind: str, results: dict) -> str:
 
 
 def draw_panel(ax, kind: str, name: str, measurements: list[dict]) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     endpoint = ENDPOINTS[name]
     fleets = variants(measurements)
     for mode, loop in dict.fromkeys((mode, loop) for mode, loop, _ in fleets):
@@ -73,7 +75,7 @@ def draw_panel(ax, kind: str, name: str, measurements: list[dict]) -> None:
             m = find(measurements, target="fleet", mode=mode, loop=loop, procs=procs, endpoint=name)
             if m:
                 points.append((procs, m))
-        if not points:
+        if not points or (kind == "latency" and endpoint.depth > 1):
             continue
         xs = [p for p, _ in points]
         style = {"color": MODE_COLORS.get(mode), "linestyle": LOOP_STYLES.get(loop, ":"), "marker": "o"}
@@ -102,6 +104,10 @@ def draw_panel(ax, kind: str, name: str, measurements: list[dict]) -> None:
         ax.set_ylim(bottom=0)
     else:
         ax.set_yscale("log")
+        # Plain numbers at 1, 2, 5 x 10^n ms, not powers of ten.
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         if endpoint.depth > 1:
             ax.text(0.5, 0.5, "wrk does not time\npipelined requests", ha="center", transform=ax.transAxes)
     ax.set_title(f"{endpoint.path}" + (" †" if endpoint.db_ops else ""), fontsize="medium")
