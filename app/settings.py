@@ -52,6 +52,9 @@ class Settings:
     db_timeout_ms: int = 1000
     # Per operation; large enough for /updates?queries=500 on the single-threaded embedded server.
     db_socket_timeout_ms: int = 10_000
+    # Driver connections per process; only as many open as requests wait on the database at once. Kept at 100:
+    # with 10, async-mode /db served about half the requests/s under load and /queries queued long enough to
+    # stall the loop (scripts/bench --tune; README "Performance").
     db_pool_size: int = 100
     # Write concern of every write: a write is acknowledged (201/200/204) only once a majority of the replica set
     # has it, and (j) has it in its on-disk journal: an acknowledged write survives a crash of the database, a
@@ -63,7 +66,9 @@ class Settings:
     # opts out (Store.bulk_update(durable=False)). On a replica set of mongods "majority" already waits for the
     # journal (writeConcernMajorityJournalDefault), so j costs nothing more.
     db_journal: bool = True
-    # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode.
+    # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode. Kept at 16: 4 threads cut
+    # /db requests/s by about a third under load, 64 gained nothing (the threads only contend for the GIL);
+    # scripts/bench --tune.
     db_threads: int = 16
     # Size of the pool application code uses for other blocking calls (app.blocking).
     blocking_threads: int = 4
