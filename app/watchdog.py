@@ -6,7 +6,9 @@ thread's current frame (``sys._current_frames()``) and logs the stack of the blo
 The thread is the only one that can: the loop itself runs nothing until the blocking call returns.
 
 Handlers reach it as ``self.settings["watchdog"]``; `current_lag`, `max_lag` (over the last `window` seconds) and
-`stalls` are what /readyz and the metrics report. A Watchdog that was never started reports zeros.
+`stalls` are what /readyz and the metrics report. A Watchdog that was never started reports zeros. While a stall
+lasts, the thread also calls `on_stall` every STALL_POLL seconds: app.server hangs the stall shedder there
+(app/shedding.py).
 
 Limits: a C extension that holds the GIL while it blocks also stops this thread, so its stack is logged only
 once the GIL is released (usually: when the loop is already free again); `time.sleep`, socket I/O, blocking

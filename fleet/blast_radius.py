@@ -1,9 +1,10 @@
 """Blast radius: what one blocked app process costs the fleet, measured through nginx (`scripts/blast-radius`).
 
-Each scenario boots nothing new: a fleet of N processes (free ports, a /tmp folder, FLEET_FAULTS on) gets an
-nginx config (the shipped one, or the shipped one with one option changed, loaded with a reload), then a bounded
-load runs on /json and /db through nginx while one process's event loop is blocked for T seconds, K times
-(`GET /fault/block` on that process's own port). Per scenario and endpoint it reports requests, failed, the share
+Scenarios are grouped by fleet: one fleet of N processes per group (free ports, a /tmp folder, FLEET_FAULTS on,
+stall shedding on or off), whose nginx gets each scenario's config by a reload: the shipped deploy/nginx.conf,
+or it with one option changed. Then a bounded load runs on /json and /db through nginx while event loops are
+blocked for T seconds, K times (`GET /fault/block` on one process's own port; or on two processes in turn; or
+through nginx, like a slow "query of death"). Per scenario and endpoint it reports requests, failed, the share
 delayed beyond 100 ms and beyond 1 s, p50/p99/max latency, and how many processes' watchdogs saw a stall.
 
 Two loads: "steady" is an open loop at a fixed rate (latency counted from each request's due time, so waiting
@@ -12,7 +13,8 @@ many requests are already on their way to a process when it blocks.
 
 Outputs (under --out, default results/blast-radius/): summary.md (the tables), results.json (every figure and
 the parameters), requests.csv.gz (one row per request), blast-radius.png and nginx-options.png (latency over
-time, block intervals shaded). One embedded database, in memory, serves every fleet; say so beside the figures.
+time, block intervals shaded); --readme also writes the figures into README.md. One embedded database, in
+memory, serves every fleet: `/db` figures are bounded by it.
 """
 
 from __future__ import annotations
@@ -176,11 +178,13 @@ class Scenario:
     variant: str  # nginx option, a key of variants()
     load: str
     shedding: bool = True  # FLEET_STALL_SHEDDING
-    fault_via: str = "direct"  # "direct": the process's own port; "nginx": a slow GET through nginx
+    # Where each block is sent: "direct", the first process's own port; "alternate", the first and the second
+    # process's ports in turn (one process blocked after another); "nginx", a slow GET through nginx.
+    fault_via: str = "direct"
 
     @property
     def key(self) -> str:
-        via = "" if self.fault_via == "direct" else " fault-via-nginx"
+        via = "" if self.fault_via == "direct" else f" fault-via-{self.fault_via}"
         shedding = "shedding" if self.shedding else "no-shedding"
         return f"N={self.procs} {self.mode} {self.variant} {shedding} {self.load}{via}"
 
@@ -203,10 +207,14 @@ def plan(quick: bool) -> list[list[Scenario]]:
         for v in ("round-robin", SHIPPED, "keepalive", "fast-timeout", "fast-timeout,max_fails=0")
         for load in both
     ]
-    without += [Scenario(2, "motor", v, "steady", False, "nginx") for v in ("timeout-everywhere", "fast-timeout")]
+    without += [
+        Scenario(2, "motor", "timeout-everywhere", "steady", False, "nginx"),
+        Scenario(2, "motor", "fast-timeout", "steady", False, "alternate"),
+    ]
     shedding = [Scenario(2, "motor", v, load) for v in (SHIPPED, "max_fails=1") for load in both]
     shedding += [Scenario(2, "motor", "keepalive", "saturating")]
-    shedding += [Scenario(2, "motor", v, "steady", True, "nginx") for v in (SHIPPED, "max_fails=1")]
+    shedding += [Scenario(2, "motor", SHIPPED, "steady", True, "nginx")]
+    shedding += [Scenario(2, "motor", v, "steady", True, "alternate") for v in (SHIPPED, "max_fails=1")]
     fleets = [without, shedding]
     fleets += [[Scenario(procs, "motor", SHIPPED, load) for load in both] for procs in (1, 4)]
     fleets += [[Scenario(2, mode, SHIPPED, "saturating")] for mode in ("threads", "async")]
@@ -279,32 +287,39 @@ class Fleet:
         return counts
 
 
-async def inject_blocks(port: int, t0: float, timing: Timing) -> list[dict]:
-    """Block a process's loop at each of timing.starts; returns when each block was asked for and answered."""
+async def inject_blocks(ports: list[int], t0: float, timing: Timing) -> list[dict]:
+    """Block a loop at each of timing.starts, sending the k-th block to ports[k % len(ports)]; returns when each
+    block was asked for and answered. Blocks on two processes in turn follow each other closely (ALTERNATE_GAP):
+    the second process stalls while nginx may still remember the first one's failures."""
     blocks = []
-    conn = HttpConnection(port, timeout=timing.block_seconds + 30)
+    conns = [HttpConnection(port, timeout=timing.block_seconds + 30) for port in ports]
+    gap = timing.gap if len(ports) == 1 else min(timing.gap, ALTERNATE_GAP)
     try:
-        for start in timing.starts:
+        for k, start in enumerate(dataclasses.replace(timing, gap=gap).starts):
             delay = t0 + start - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             began = time.monotonic() - t0
-            status = await conn.get(f"/fault/block?seconds={timing.block_seconds:g}")
+            status = await conns[k % len(conns)].get(f"/fault/block?seconds={timing.block_seconds:g}")
             blocks.append({"start": round(began, 3), "end": round(time.monotonic() - t0, 3), "status": status})
     finally:
-        await conn.close()
+        await asyncio.gather(*(conn.close() for conn in conns))
     return blocks
 
 
 async def drive(fleet: Fleet, scenario: Scenario, timing: Timing) -> tuple[list[Sample], list[dict]]:
     load = LOADS[scenario.load]
     t0 = time.monotonic() + 0.2
-    target = fleet.config.app_ports[0] if scenario.fault_via == "direct" else fleet.config.port
+    targets = {
+        "direct": fleet.config.app_ports[:1],
+        "alternate": fleet.config.app_ports[:2],
+        "nginx": [fleet.config.port],
+    }[scenario.fault_via]
     runs = [
         run_load(fleet.config.port, path, t0=t0, duration=timing.duration, rate=load.rate, connections=load.connections)
         for path in PATHS
     ]
-    *per_path, blocks = await asyncio.gather(*runs, inject_blocks(target, t0, timing))
+    *per_path, blocks = await asyncio.gather(*runs, inject_blocks(targets, t0, timing))
     return [s for samples in per_path for s in samples], blocks
 
 
@@ -322,6 +337,9 @@ def run_scenario(fleet: Fleet, scenario: Scenario, variant: Variant, timing: Tim
         "shipped": scenario.shipped,
         "nginx": variant.summary,
         "blocks": blocks,
+        # Stalls the watchdogs saw, all processes together: one per block, unless a slow request was replayed on
+        # another process (or the machine itself stalled a loop past FLEET_WATCHDOG_MS).
+        "stalls": sum(after[port] - before[port] for port in after),
         "stalled_processes": sum(1 for port in after if after[port] > before[port]),
         "endpoints": {path: summarize([s for s in samples if s.path == path], timing.duration) for path in PATHS},
     }
@@ -389,7 +407,7 @@ def progress_line(result: dict) -> str:
             f"{path} {stats['requests']} req, {stats['failed']} failed, >1s {stats['over_1s_pct']}%, "
             f"p99 {stats['p99_ms']} ms, max {stats['max_ms']} ms"
         )
-    return f"  {result['key']}: " + "; ".join(parts) + f"; stalled processes: {result['stalled_processes']}"
+    return f"  {result['key']}: " + "; ".join(parts) + f"; stalls {result['stalls']} on {result['stalled_processes']}"
 
 
 # --- reporting -----------------------------------------------------------------------------------------------------
@@ -398,17 +416,17 @@ def progress_line(result: dict) -> str:
 def table(results: list[dict]) -> str:
     head = (
         "| N | mode | nginx | shedding | load | endpoint | requests | failed | > 100 ms | > 1 s | p50 ms | p99 ms "
-        "| max ms | processes stalled |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| max ms | stalls (processes) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [head]
     for r in results:
-        nginx = r["variant"] + (" (fault via nginx)" if r["fault_via"] == "nginx" else "")
+        nginx = r["variant"] + FAULT_NOTES[r["fault_via"]]
         for path, s in r["endpoints"].items():
             rows.append(
                 f"| {r['procs']} | {r['mode']} | {nginx} | {shedding(r)} | {r['load']} | `{path}` | {s['requests']} | "
                 f"{s['failed']} | "
                 f"{s['over_100ms_pct']}% | {s['over_1s_pct']}% | {s['p50_ms']} | {s['p99_ms']} | {s['max_ms']} | "
-                f"{r['stalled_processes']} |"
+                f"{r['stalls']} ({r['stalled_processes']}) |"
             )
     return "\n".join(rows)
 
@@ -420,10 +438,14 @@ def shedding(result: dict) -> str:
     return "on" if result["shedding"] else "off"
 
 
+ALTERNATE_GAP = 0.5
+FAULT_NOTES = {"direct": "", "alternate": " (2 processes, in turn)", "nginx": " (slow GET via nginx)"}
+
+
 def compact_table(results: list[dict]) -> str:
     """One row per scenario, /json and /db together: the comparison at a glance."""
     rows = [
-        "| N | mode | nginx | shedding | load | requests | failed | > 100 ms | > 1 s | max ms | processes stalled |",
+        "| N | mode | nginx | shedding | load | requests | failed | > 100 ms | > 1 s | max ms | stalls (processes) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -431,11 +453,12 @@ def compact_table(results: list[dict]) -> str:
         total = sum(s["requests"] for s in stats) or 1
         over_100 = sum(s["over_100ms_pct"] * s["requests"] for s in stats) / total
         over_1s = sum(s["over_1s_pct"] * s["requests"] for s in stats) / total
-        nginx = f"`{r['variant']}`" + (" (slow GET via nginx)" if r["fault_via"] == "nginx" else "")
+        nginx = f"`{r['variant']}`" + FAULT_NOTES[r["fault_via"]]
         rows.append(
             f"| {r['procs']} | {r['mode']} | {nginx} | {shedding(r)} | {r['load']} | {total} | "
             f"{sum(s['failed'] for s in stats)} | "
-            f"{over_100:.2f}% | {over_1s:.2f}% | {max(s['max_ms'] for s in stats):.0f} | {r['stalled_processes']} |"
+            f"{over_100:.2f}% | {over_1s:.2f}% | {max(s['max_ms'] for s in stats):.0f} | "
+            f"{r['stalls']} ({r['stalled_processes']}) |"
         )
     return "\n".join(rows)
 
@@ -463,7 +486,8 @@ def report(results: list[dict], timing: Timing, meta: dict, options: dict[str, V
         f"(`GET /fault/block` on its own port), {timing.gap:g} s apart, under load on `/json` and `/db` through "
         f"nginx for {timing.duration:g} s. Loads: steady = open loop, {LOADS['steady'].rate:g} req/s per endpoint "
         f"(latency from the due time); saturating = closed loop, {LOADS['saturating'].connections} connections per "
-        "endpoint. Target: " + TARGET + ".",
+        "endpoint. Target: " + TARGET + ". Stalls: what the processes' watchdogs saw, all together (one per "
+        "block, more if a slow request was replayed on another process or the machine itself stalled a loop).",
         "",
         "## The shipped configuration, by N and database mode",
         "",
@@ -486,7 +510,7 @@ def report(results: list[dict], timing: Timing, meta: dict, options: dict[str, V
     return "\n".join(lines) + "\n"
 
 
-def readme_block(results: list[dict], meta: dict, out: Path, readme: Path = README) -> str:
+def readme_block(results: list[dict], meta: dict, timing: Timing, out: Path, readme: Path = README) -> str:
     """The latest figures for README.md: the shipped configuration, the nginx options, the plots."""
     folder = os.path.relpath(out, readme.parent)
     shipped = [r for r in results if r["shipped"]]
@@ -494,15 +518,19 @@ def readme_block(results: list[dict], meta: dict, out: Path, readme: Path = READ
     return "\n".join(
         [
             f"Measured {meta['date']} on {meta['machine']}, nginx {meta['nginx']}, embedded database (`/db` is "
-            f"bounded by it); `{meta['command']}` took {meta['seconds']} s. `/json` and `/db` together per run; "
-            f"per endpoint, p50 and p99 in [{folder}/summary.md]({folder}/summary.md).",
+            f"bounded by it); `{meta['command']}` took {meta['seconds']} s. `/json` and `/db` together per run "
+            f"(per endpoint, with p50 and p99: [{folder}/summary.md]({folder}/summary.md)); {timing.blocks} blocks "
+            f"of {timing.block_seconds:g} s per run; stalls: what the processes' watchdogs saw, all together (one "
+            "per block, more if a slow request was replayed on another process or the machine itself stalled a "
+            "loop).",
             "",
             verdict(shipped),
             "",
             compact_table(shipped),
             "",
-            'nginx options and stall shedding side by side (N = 2, motor; "slow GET via nginx": the block is a GET '
-            "sent through nginx, like a query of death, instead of a request to one process's port):",
+            "nginx options and stall shedding side by side (N = 2, motor). The blocks go to one process's port, "
+            'except "2 processes, in turn" (the first, then the second: one process blocked after another) and '
+            '"slow GET via nginx" (a GET sent through nginx, like a query of death):',
             "",
             compact_table(others),
             "",
@@ -589,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report(results, timing, meta, options))
     if args.readme:
-        update_readme(readme_block(results, meta, args.out.resolve()))
+        update_readme(readme_block(results, meta, timing, args.out.resolve()))
     print(f"wrote {args.out}/ in {meta['seconds']} s" + (" and README.md" if args.readme else ""))
     return 0
 
