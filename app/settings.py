@@ -52,9 +52,8 @@ class Settings:
     db_timeout_ms: int = 1000
     # Per operation; large enough for /updates?queries=500 on the single-threaded embedded server.
     db_socket_timeout_ms: int = 10_000
-    # Driver connections per process; only as many open as requests wait on the database at once. Kept at 100:
-    # with 10, async-mode /db served about half the requests/s under load and /queries queued long enough to
-    # stall the loop (scripts/bench --tune; README "Performance").
+    # Driver connections per process; only as many are opened as requests wait on the database at once. 10 was
+    # never faster than 100 (scripts/bench --tune, async /db: 0.54x and 0.93x in two runs; README "Performance").
     db_pool_size: int = 100
     # Write concern of every write: a write is acknowledged (201/200/204) only once a majority of the replica set
     # has it, and (j) has it in its on-disk journal: an acknowledged write survives a crash of the database, a
@@ -66,9 +65,9 @@ class Settings:
     # opts out (Store.bulk_update(durable=False)). On a replica set of mongods "majority" already waits for the
     # journal (writeConcernMajorityJournalDefault), so j costs nothing more.
     db_journal: bool = True
-    # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode. Kept at 16: 4 threads cut
-    # /db requests/s by about a third under load, 64 gained nothing (the threads only contend for the GIL);
-    # scripts/bench --tune.
+    # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode. Neither 4 nor 64 was
+    # consistently faster than 16 (scripts/bench --tune: 0.70x-1.28x across runs, within the noise); more
+    # threads only contend for the GIL.
     db_threads: int = 16
     # Size of the pool application code uses for other blocking calls (app.blocking).
     blocking_threads: int = 4
@@ -83,8 +82,9 @@ class Settings:
     # Signs cookies (Tornado's cookie_secret) and anything else an app built on the template must sign. Never
     # shown in repr() or logs; the env file holding it is readable by its owner only.
     secret_key: str = dataclasses.field(default=DEV_SECRET_KEY, repr=False)
-    # asyncio's own loop by default; uvloop (libuv) is an opt-in measured by scripts/bench: it speeds up the
-    # HTTP endpoints, while the database endpoints stay bound by the database (see README, "Performance").
+    # asyncio's own loop by default; uvloop (libuv) is an opt-in. On the 2-CPU development machine scripts/bench
+    # found no consistent gain (uvloop ÷ asyncio, median over modes and process counts: /json 1.60x but 0.33x to
+    # 4.1x from cell to cell, database endpoints 0.8x-1.0x: bound by the database); measure on yours.
     event_loop: str = "asyncio"
     # Loop lag past which the watchdog logs the blocking code's stack (app/watchdog.py): far above the lag of a
     # busy but healthy loop (a few ms), far below what a client notices.
