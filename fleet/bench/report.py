@@ -192,7 +192,12 @@ def ratios_table(measurements: list[dict]) -> str:
 
 
 def headlines(measurements: list[dict]) -> str:
-    parts = [nginx_hop_line(measurements), scaling_line(measurements), modes_table(measurements)]
+    parts = [
+        nginx_hop_line(measurements),
+        scaling_line(measurements),
+        database_share_line(measurements),
+        modes_table(measurements),
+    ]
     parts.append(loops_table(measurements))
     return "\n\n".join(p for p in parts if p)
 
@@ -245,15 +250,52 @@ def modes_table(measurements: list[dict]) -> str:
     base = modes[0]
     header = ["endpoint", "loop", "procs", f"{base} req/s", *[f"{mode} ÷ {base}" for mode in modes[1:]]]
     rows = []
+    per_mode: dict[tuple[str, str], list[float | None]] = {}
     for name in names:
         for loop, procs in dict.fromkeys((loop, procs) for _, loop, procs in fleets):
             ref = find(measurements, target="fleet", mode=base, loop=loop, procs=procs, endpoint=name)
             row = [f"`{ENDPOINTS[name].path}` {DAGGER}", loop, str(procs), fmt_rate(ref and ref["rps"])]
             for mode in modes[1:]:
                 m = find(measurements, target="fleet", mode=mode, loop=loop, procs=procs, endpoint=name)
-                row.append(fmt_ratio(ratio(m and m["rps"], ref and ref["rps"])))
+                value = ratio(m and m["rps"], ref and ref["rps"])
+                per_mode.setdefault((mode, name), []).append(value)
+                row.append(fmt_ratio(value))
             rows.append(row)
-    return f"**Database modes** (requests/s ÷ {base}'s, same loop and processes):\n\n" + table(header, rows)
+    summary = "; ".join(
+        f"{mode} ÷ {base} on `{ENDPOINTS[name].path}` {spread(values)}" for (mode, name), values in per_mode.items()
+    )
+    return (
+        f"**Database modes** (requests/s ÷ {base}'s, same loop and processes). Median (range) over the cells: "
+        f"{summary}.\n\n" + table(header, rows)
+    )
+
+
+def spread(values: list[float | None]) -> str:
+    """Median and range of ratios: "1.60x (0.33x-4.07x)", with the report's own signs."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "n/a"
+    return f"{fmt_ratio(statistics.median(known))} ({fmt_ratio(min(known))}–{fmt_ratio(max(known))})"
+
+
+def database_share_line(measurements: list[dict]) -> str:
+    """How much of the database's own ceiling each database endpoint reaches, over every fleet cell."""
+    parts = []
+    for name in endpoint_names(measurements):
+        if ENDPOINTS[name].db_ops:
+            values = [
+                reference_ratio(measurements, m, "db")
+                for m in measurements
+                if m["target"] == "fleet" and m["endpoint"] == name
+            ]
+            if any(v is not None for v in values):
+                parts.append(f"`{ENDPOINTS[name].path}` {spread(values)}")
+    if not parts:
+        return ""
+    return (
+        "- **Share of the database's ceiling** (database operations/s implied ÷ the database alone's, median and "
+        f"range over the cells): {', '.join(parts)}."
+    )
 
 
 def loops_table(measurements: list[dict]) -> str:
@@ -263,15 +305,22 @@ def loops_table(measurements: list[dict]) -> str:
         return ""
     names = endpoint_names(measurements)
     rows = []
+    per_endpoint: dict[str, list[float | None]] = {name: [] for name in names}
     for mode, procs in dict.fromkeys((mode, procs) for mode, _, procs in fleets):
         row = [mode, str(procs)]
         for name in names:
             slow = find(measurements, target="fleet", mode=mode, loop="asyncio", procs=procs, endpoint=name)
             fast = find(measurements, target="fleet", mode=mode, loop="uvloop", procs=procs, endpoint=name)
-            row.append(fmt_ratio(ratio(fast and fast["rps"], slow and slow["rps"])))
+            value = ratio(fast and fast["rps"], slow and slow["rps"])
+            per_endpoint[name].append(value)
+            row.append(fmt_ratio(value))
         rows.append(row)
     header = ["mode", "procs", *[column_title(n) for n in names]]
-    return "**uvloop ÷ asyncio** (requests/s, same mode and processes):\n\n" + table(header, rows)
+    summary = "; ".join(f"`{ENDPOINTS[n].path}` {spread(values)}" for n, values in per_endpoint.items())
+    return (
+        f"**uvloop ÷ asyncio** (requests/s, same mode and processes). Median (range) over the cells: {summary}.\n\n"
+        + table(header, rows)
+    )
 
 
 README_BEGIN = "<!-- bench:begin (written by scripts/bench --readme) -->"
