@@ -108,11 +108,11 @@ def fleet_config(
     mode: str = "motor", procs: int = 2, *, mongodb_uri: str | None = None, prefix: str = "fleet-", **app_env: str
 ) -> FleetConfig:
     """A fleet in a new /tmp folder on free ports; with `mongodb_uri`, it uses that database instead of its own."""
-    var_dir = short_tmp_dir(f"{prefix}{mode}-")
     # App ports, nginx, database, then one metrics port per process (app port + FLEET_METRICS_PORT_OFFSET).
     base = free_port_block(2 * procs + 2)
+    # The folder last: nothing is left behind in /tmp when no ports are free.
     return FleetConfig(
-        var_dir=var_dir,
+        var_dir=short_tmp_dir(f"{prefix}{mode}-"),
         port=base + procs,
         procs=procs,
         app_port_base=base,
