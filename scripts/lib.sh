@@ -16,9 +16,11 @@ ensure_apt() {
         echo "error: need root to install ${missing[*]} (or install them yourself)" >&2
         exit 1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # Retries: a fresh CI machine sometimes sees a mirror hiccup, and nothing lands when this step fails.
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 update -qq
     # The Debian nginx package may try to start its own service on port 80; we never use it.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 }
 
 # ensure_venv REQUIREMENTS_FILE : create .venv and install the pinned requirements when they changed.
@@ -31,15 +33,40 @@ ensure_venv() {
     if [ ! -x "$VENV/bin/pip" ]; then
         python3 -m venv "$VENV" 2>/dev/null || { ensure_apt python3-venv; python3 -m venv --clear "$VENV"; }
     fi
-    # Reinstall only when a requirements file changed (a stamp holds their checksum).
-    local stamp="$VENV/.installed-$(basename "$requirements")"
-    local sum
-    sum="$(cat "$ROOT"/requirements*.txt | sha256sum | cut -d' ' -f1)"
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]; then
+    # Reinstall only when the file or one it includes changed: a stamp per file holds their checksum. The files
+    # it includes (`-r requirements.txt` in requirements-dev.txt) are installed too, so they get their stamps as
+    # well; otherwise the first scripts/run after scripts/test would run pip again.
+    local stamp
+    stamp="$VENV/.installed-$(basename "$requirements")"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$(requirements_sum "$requirements")" ]; then
         echo "installing Python packages from $1 into .venv" >&2
         "$VENV/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-        echo "$sum" > "$stamp"
+        local file
+        for file in "$requirements" $(requirements_includes "$requirements"); do
+            requirements_sum "$file" > "$VENV/.installed-$(basename "$file")"
+        done
     fi
+}
+
+# requirements_includes FILE : the files FILE includes with `-r` (one level, as this project uses).
+requirements_includes() {
+    sed -n 's/^-r[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$1" | while read -r name; do
+        echo "$(dirname "$1")/$name"
+    done
+}
+
+# requirements_sum FILE : checksum of FILE and the files it includes.
+requirements_sum() {
+    cat "$1" $(requirements_includes "$1") | sha256sum | cut -d' ' -f1
+}
+
+# wants_help ARG... : true when the arguments ask for --help (scripts answer it without starting anything).
+wants_help() {
+    local arg
+    for arg in "$@"; do
+        case "$arg" in -h | --help) return 0 ;; esac
+    done
+    return 1
 }
 
 # The fleet's own packages: nginx from Debian; everything else is in the venv.
