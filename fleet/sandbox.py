@@ -6,6 +6,7 @@ PID, never by name, because other fleets may be running on the same machine.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -102,6 +103,53 @@ def start_embedded_db(port: int, storage: str | Path, log_path: Path, timeout: f
         stop_process(server)
         raise RuntimeError(f"embedded server did not start: {log_path.read_text()[-2000:]}")
     return server
+
+
+# One app process's metrics listener sits right after its app port, so that both fit one reserved block.
+APP_METRICS_OFFSET = 1
+
+
+@dataclasses.dataclass
+class AppProcess:
+    """One app process started by `start_app`: its ports, its log and its process (stop it with `stop`)."""
+
+    port: int
+    metrics_port: int
+    log: Path
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_app(env: dict[str, str], log_dir: Path, *, ready_path: str = "/readyz", timeout: float = 20) -> AppProcess:
+    """Start `python -m app` on a free port with `env` (no env file) and wait until `ready_path` answers 200.
+
+    Reserves the app port and its metrics port together (FLEET_METRICS_PORT_OFFSET=1): a metrics port left to the
+    default offset would be a port nobody checked was free. `ready_path="/healthz"` for a process whose database is
+    unreachable on purpose. Raises RuntimeError (after stopping it) when the process exits or never answers.
+    """
+    port = free_port_block(2)
+    log = Path(log_dir) / f"app-{port}.log"
+    settings = {"FLEET_ENV_FILE": "", **env, "FLEET_METRICS_PORT_OFFSET": str(APP_METRICS_OFFSET)}
+    process = start_process([sys.executable, "-m", "app", "--port", str(port)], log, settings)
+    app = AppProcess(port, port + APP_METRICS_OFFSET, log, process)
+
+    def answered() -> bool:
+        return probe.get_json("127.0.0.1", port, ready_path)[0] == 200 or process.poll() is not None
+
+    up = probe.wait_until(answered, timeout)
+    if not up or process.poll() is not None:
+        app.stop()
+        raise RuntimeError(f"app did not start: {log.read_text()[-2000:]}")
+    return app
 
 
 def fleet_config(

@@ -7,27 +7,25 @@ fleets under supervisord with nginx. Nothing here mocks a driver.
 - `mode` (parametrized: motor, threads, async): run the test once per database mode.
 - `app_url` (module, per mode): one real app process (`python -m app`) on a free port against `mongo_uri`.
 - `start_app` (function): starts app processes with the settings given (`start_app(FLEET_FAULTS="true")`) on a
-  free port against `mongo_uri`; returns an `AppProcess` (url, port, log); all are stopped at teardown.
+  free port against `mongo_uri`; returns a `fleet.sandbox.AppProcess` (url, port, metrics_port, log); all are
+  stopped at teardown.
 - `start_fleet` (function): boots a fleet (supervisord + nginx + app processes + its own embedded database) in a
   temporary folder on free ports; every fleet it started is stopped at teardown, also when the test fails.
 - `fleet` (module, per mode): a running 2-process fleet, shared by the tests of a module.
+- `module_fleet(mode, procs, **env)`: makes a module-scoped fixture with one fleet of that mode and settings.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from app.settings import DB_MODES, embedded_uri
-from fleet import launcher, probe
+from fleet import launcher
 from fleet.config import FleetConfig
 from fleet.sandbox import (
-    VENV_BIN,
+    AppProcess,
     fleet_config,
     free_port_block,
     start_embedded_db,
@@ -35,9 +33,10 @@ from fleet.sandbox import (
     stop_fleet,
     stop_process,
 )
+from fleet.sandbox import start_app as start_app_process
 
-# Shared with scripts/bench (fleet/sandbox.py); re-exported for the test modules that import them from here.
-__all__ = ["VENV_BIN", "free_port_block", "start_process", "stop_process"]
+# Test modules import these from fleet.sandbox; re-exported only for the modules not yet moved over to it.
+__all__ = ["FleetFactory", "free_port_block", "start_process", "stop_process"]
 
 
 @pytest.fixture(scope="session")
@@ -63,27 +62,12 @@ def mode(request) -> str:
 @pytest.fixture(scope="module", params=DB_MODES)
 def app_url(request, mongo_uri, tmp_path_factory):
     """A real app process in each mode, on the seeded `fleet` database."""
-    port = free_port_block(1)
-    log = tmp_path_factory.mktemp(f"app-{request.param}") / "app.log"
-    env = {"FLEET_DB_MODE": request.param, "MONGODB_URI": mongo_uri, "FLEET_ENV_FILE": ""}
-    process = start_process([sys.executable, "-m", "app", "--port", str(port)], log, env)
+    env = {"FLEET_DB_MODE": request.param, "MONGODB_URI": mongo_uri}
+    app = start_app_process(env, tmp_path_factory.mktemp(f"app-{request.param}"))
     try:
-        ready = probe.wait_until(lambda: probe.ready(port) or process.poll() is not None, 20)
-        assert ready and process.poll() is None, f"app did not start: {log.read_text()[-2000:]}"
-        yield f"http://127.0.0.1:{port}"
+        yield app.url
     finally:
-        stop_process(process)
-
-
-@dataclasses.dataclass
-class AppProcess:
-    port: int
-    url: str
-    log: Path
-    process: subprocess.Popen
-
-    def log_text(self) -> str:
-        return self.log.read_text()
+        app.stop()
 
 
 @pytest.fixture
@@ -91,20 +75,14 @@ def start_app(mongo_uri, tmp_path):
     started: list[AppProcess] = []
 
     def start(**env: str) -> AppProcess:
-        port = free_port_block(1)
-        log = tmp_path / f"app-{port}.log"
-        settings = {"MONGODB_URI": mongo_uri, "FLEET_ENV_FILE": "", **env}
-        process = start_process([sys.executable, "-m", "app", "--port", str(port)], log, settings)
-        started.append(AppProcess(port, f"http://127.0.0.1:{port}", log, process))
-        ready = probe.wait_until(lambda: probe.ready(port) or process.poll() is not None, 20)
-        assert ready and process.poll() is None, f"app did not start: {log.read_text()[-2000:]}"
+        started.append(start_app_process({"MONGODB_URI": mongo_uri, **env}, tmp_path))
         return started[-1]
 
     try:
         yield start
     finally:
         for app in started:
-            stop_process(app.process)
+            app.stop()
 
 
 class FleetFactory:
@@ -132,6 +110,20 @@ def start_fleet():
         yield factory
     finally:
         factory.stop_all()
+
+
+def module_fleet(mode: str, procs: int = 2, **app_env: str):
+    """A module-scoped fixture booting one fleet for a module's tests: `status_fleet = module_fleet("threads")`."""
+
+    @pytest.fixture(scope="module")
+    def booted():
+        factory = FleetFactory()
+        try:
+            yield factory(mode, procs, **app_env)
+        finally:
+            factory.stop_all()
+
+    return booted
 
 
 @pytest.fixture(scope="module", params=DB_MODES)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 
@@ -14,24 +13,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.settings import Settings, SettingsError
-from fleet import launcher, probe
+from fleet import probe
 from fleet.config import FleetConfig
-from fleet.sandbox import fleet_config, free_port_block, start_process, stop_fleet, stop_process
+from fleet.sandbox import APP_METRICS_OFFSET, free_port_block, start_app
 from fleet.supervisor import Supervisor
 from tests.client import get
+from tests.conftest import module_fleet
 
 # Two threads for the database: concurrent requests must queue for them, which the gauges have to show.
 DB_THREADS = 2
 
 
-@pytest.fixture(scope="module")
-def threads_fleet():
-    config = fleet_config("threads", 2, FLEET_DB_THREADS=str(DB_THREADS))
-    try:
-        launcher.up(config, log=lambda *_: None)
-        yield config
-    finally:
-        stop_fleet(config)
+threads_fleet = module_fleet("threads", FLEET_DB_THREADS=str(DB_THREADS))
 
 
 def metrics_port(config, app_port: int) -> int:
@@ -184,23 +177,19 @@ def test_pool_gauges_move_under_load(threads_fleet):
 
 
 def test_database_errors_are_counted_by_operation_and_class(tmp_path):
-    port = free_port_block(2)
     dead_db = free_port_block(1)
     env = {
-        "FLEET_ENV_FILE": "",
         "FLEET_DB_MODE": "async",
         "MONGODB_URI": f"mongodb://127.0.0.1:{dead_db}/?retryWrites=false",
         "FLEET_DB_TIMEOUT_MS": "200",
-        "FLEET_METRICS_PORT_OFFSET": "1",
     }
-    process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / "app.log", env)
+    app = start_app(env, tmp_path, ready_path="/healthz")
     try:
-        assert probe.wait_until(lambda: probe.get_json("127.0.0.1", port, "/healthz")[0] == 200, 20)
-        assert get(f"http://127.0.0.1:{port}/readyz").status == 503
-        assert get(f"http://127.0.0.1:{port}/db").status == 503
-        samples = scrape(port + 1)
+        assert get(f"{app.url}/readyz").status == 503
+        assert get(f"{app.url}/db").status == 503
+        samples = scrape(app.metrics_port)
     finally:
-        stop_process(process)
+        app.stop()
     errors = {"ServerSelectionTimeoutError"}
     for operation in ("ping", "find_one"):
         counted = {
@@ -216,8 +205,8 @@ def test_database_errors_are_counted_by_operation_and_class(tmp_path):
 def test_each_mode_reports_its_pools(app_url):
     port = int(app_url.rsplit(":", 1)[1])
     mode = probe.ready(port)["db_mode"]
-    # app_url's processes keep the default offset.
-    samples = scrape(port + 1000)
+    # app_url's processes are started by fleet.sandbox.start_app, their metrics port right after the app port.
+    samples = scrape(port + APP_METRICS_OFFSET)
     assert value(samples, "fleet_pool_threads", pool="blocking") == 4
     db_pool = value(samples, "fleet_pool_threads", pool="db")
     if mode == "threads":

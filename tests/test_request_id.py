@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from fleet import launcher, probe
-from fleet.sandbox import fleet_config, stop_fleet
+from fleet import probe
 from tests.client import get, request
+from tests.conftest import module_fleet
 
 pytestmark = pytest.mark.fleet
 
@@ -19,15 +19,8 @@ MODE = "async"
 NGINX_ID = re.compile(r"[0-9a-f]{32}\Z")
 
 
-@pytest.fixture(scope="module")
-def debug_fleet():
-    # DEBUG: the app logs every request, not only errors.
-    config = fleet_config(MODE, 2, FLEET_LOG_LEVEL="DEBUG")
-    try:
-        launcher.up(config, log=lambda *_: None)
-        yield config
-    finally:
-        stop_fleet(config)
+# DEBUG: the app logs every request, not only errors.
+debug_fleet = module_fleet(MODE, FLEET_LOG_LEVEL="DEBUG")
 
 
 def json_lines(path) -> list[dict]:

@@ -8,17 +8,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from fleet import launcher, probe
 from fleet.config import ROOT
-from fleet.sandbox import fleet_config, free_port_block, start_process, stop_fleet, stop_process
-from fleet.supervisor import Supervisor
+from fleet.sandbox import AppProcess, free_port_block, start_app
+from fleet.supervisor import Supervisor, app_port
 from tests.browser import Chromium
 from tests.client import get
+from tests.conftest import module_fleet
 
 pytestmark = pytest.mark.fleet
 
@@ -30,14 +29,7 @@ ROWS_JS = """JSON.stringify(Array.from(document.querySelectorAll("#processes tr"
     text: r.innerText})))"""
 
 
-@pytest.fixture(scope="module")
-def status_fleet():
-    config = fleet_config(MODE, 2)
-    try:
-        launcher.up(config, log=lambda *_: None)
-        yield config
-    finally:
-        stop_fleet(config)
+status_fleet = module_fleet(MODE)
 
 
 def save(path: Path, png: bytes) -> None:
@@ -52,7 +44,7 @@ def rows_by_port(raw: str | None) -> dict[int, dict]:
 
 def test_status_json_lists_every_process_through_nginx(status_fleet):
     supervisor = Supervisor(status_fleet.socket)
-    pids = {int(p["name"].split("-")[1]): p["pid"] for p in supervisor.app_processes()}
+    pids = {app_port(p): p["pid"] for p in supervisor.app_processes()}
     response = get(f"{status_fleet.url}/status.json")
     assert response.status == 200
     assert response.headers["Cache-Control"] == "no-store"
@@ -118,8 +110,8 @@ def test_a_stuck_process_shows_as_not_responding(status_fleet):
     finally:
         os.kill(stuck["pid"], signal.SIGCONT)
     states = {p["port"]: (p["state"], p["detail"]) for p in report["processes"]}
-    assert states[int(stuck["name"].split("-")[1])] == ("not responding", "no answer in time (event loop blocked?)")
-    assert states[int(other["name"].split("-")[1])] == ("ready", "")
+    assert states[app_port(stuck)] == ("not responding", "no answer in time (event loop blocked?)")
+    assert states[app_port(other)] == ("ready", "")
     assert report["summary"]["not_responding"] == 1
 
 
@@ -130,7 +122,7 @@ def test_the_page_shows_a_killed_process_down_then_up_again_in_chromium(status_f
 async def _browse_kill_and_restart(fleet, workdir: Path) -> None:
     supervisor = Supervisor(fleet.socket)
     victim = supervisor.app_processes()[0]
-    victim_port = int(victim["name"].split("-")[1])
+    victim_port = app_port(victim)
     # A fast refresh, so the ~2 s a killed process takes to come back spans several refreshes.
     browser = await Chromium.open(f"{fleet.url}/status?refresh=0.3", workdir)
     try:
@@ -178,48 +170,39 @@ async def _browse_kill_and_restart(fleet, workdir: Path) -> None:
 
 @pytest.fixture
 def lone_process(tmp_path):
-    """Start one app process whose database is unreachable, with the given extra settings; yields its URL."""
-    started = []
+    """Start one app process whose database is unreachable, with the given extra settings; yields the process."""
+    started: list[AppProcess] = []
 
-    def start(**env: str) -> tuple[str, int]:
-        port = free_port_block(2)
-        settings = {
-            "FLEET_ENV_FILE": "",
-            "FLEET_METRICS_PORT_OFFSET": "1",
-            "FLEET_DB_TIMEOUT_MS": "200",
-            "FLEET_DB_MODE": "async",
-            **env,
-        }
-        process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / f"{port}.log", settings)
-        started.append(process)
-        up = probe.wait_until(lambda: probe.get_json("127.0.0.1", port, "/healthz")[0] == 200, 20)
-        assert up, (tmp_path / f"{port}.log").read_text()[-2000:]
-        return f"http://127.0.0.1:{port}", port
+    def start(**env: str) -> AppProcess:
+        settings = {"FLEET_DB_TIMEOUT_MS": "200", "FLEET_DB_MODE": "async", **env}
+        started.append(start_app(settings, tmp_path, ready_path="/healthz"))
+        return started[-1]
 
     try:
         yield start
     finally:
-        for process in started:
-            stop_process(process)
+        for app in started:
+            app.stop()
 
 
 def test_the_status_page_leaks_no_database_credentials(lone_process):
     dead_db = free_port_block(1)
     secret = "s3cret-Passw0rd"
-    url, port = lone_process(MONGODB_URI=f"mongodb://fleet-admin:{secret}@127.0.0.1:{dead_db}/?authSource=admin")
+    app = lone_process(MONGODB_URI=f"mongodb://fleet-admin:{secret}@127.0.0.1:{dead_db}/?authSource=admin")
+    url = app.url
     report = get(f"{url}/status.json")
     assert report.status == 200
     (process,) = report.json()["processes"]
     assert process["state"] == "not ready"  # the database is unreachable; the page says so
     assert "503" in process["detail"]
-    bodies = [report.body, get(f"{url}/status").body, get(f"http://127.0.0.1:{port + 1}/metrics").body]
+    bodies = [report.body, get(f"{url}/status").body, get(f"http://127.0.0.1:{app.metrics_port}/metrics").body]
     for body in bodies:
         assert secret.encode() not in body
         assert b"fleet-admin" not in body
 
 
 def test_the_status_page_can_be_turned_off(lone_process):
-    url, _ = lone_process(FLEET_STATUS_PAGE="false")
+    url = lone_process(FLEET_STATUS_PAGE="false").url
     for path in ("/status", "/status.json", "/status.js"):
         response = get(url + path)
         assert response.status == 404, path
