@@ -16,8 +16,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from pymongo import uri_parser
+from pymongo.errors import PyMongoError
+
 DB_MODES = ("motor", "threads", "async")
 ENVIRONMENTS = ("development", "production")
+# The addresses an app process may bind: nginx's upstream is always 127.0.0.1 (fleet/config.py rewrites only ports).
+APP_HOSTS = ("127.0.0.1", "0.0.0.0")
 
 # The secret key a development fleet uses when none is set. Public (it is in this file), so production refuses it,
 # along with the other placeholders people leave in env files and keys too short to resist guessing.
@@ -130,6 +135,7 @@ class Settings:
             "MONGODB_URI",
             "must start with mongodb:// or mongodb+srv://",
         )
+        validate_mongodb_uri(self.mongodb_uri)
         _require(bool(self.db_name) and "." not in self.db_name, "FLEET_DB_NAME", "must be a database name")
         for name in ("db_timeout_ms", "db_socket_timeout_ms", "db_pool_size", "db_threads", "blocking_threads"):
             _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
@@ -144,6 +150,13 @@ class Settings:
             or (self.db_write_concern.isdigit() and int(self.db_write_concern) >= 1),
             "FLEET_DB_WRITE_CONCERN",
             "must be majority or a number of nodes (at least 1: unacknowledged writes are refused)",
+        )
+        # nginx's upstream (deploy/nginx.conf) and the status page reach every process on 127.0.0.1: any other
+        # address would leave nginx nothing to connect to (every request a 502). 0.0.0.0 listens on 127.0.0.1 too.
+        _require(
+            self.host in APP_HOSTS,
+            "FLEET_HOST",
+            f"{self.host!r} is not supported: must be {' or '.join(APP_HOSTS)} (nginx reaches the app on 127.0.0.1)",
         )
         _require(self.env in ENVIRONMENTS, "FLEET_ENV", f"must be one of {', '.join(ENVIRONMENTS)}")
         if self.env == "production":
@@ -191,6 +204,21 @@ class Settings:
     def to_env(self) -> dict[str, str]:
         """The settings as env-file variables: what ``Settings.from_mapping`` reads back unchanged."""
         return {env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def validate_mongodb_uri(uri: str) -> None:
+    """Refuse a malformed URI here, with the variable's name, rather than as a traceback when the store opens.
+
+    No I/O: a mongodb+srv:// URI needs a DNS lookup to parse, so only its shape is checked.
+    """
+    if uri.startswith("mongodb+srv://"):
+        _require(len(uri) > len("mongodb+srv://"), "MONGODB_URI", "mongodb+srv:// needs a host name")
+        return
+    try:
+        uri_parser.parse_uri(uri, warn=True)  # as MongoClient does: an unknown option only warns
+    except (PyMongoError, ValueError) as exc:
+        # The message never repeats the URI: it may hold a password.
+        raise SettingsError(f"MONGODB_URI: {exc}") from None
 
 
 def is_loopback(host: str) -> bool:

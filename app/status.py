@@ -2,11 +2,14 @@
 
 All processes are asked at once (FLEET_APP_PORTS, written into the env file by scripts/run), each with two short
 requests: its /readyz on its app port (the probe nginx's users depend on), then its /process.json on its metrics
-port (pid, mode, uptime, loop lag, pools, request rate; see app.metrics). From the answers:
+port (pid, mode, uptime, loop lag, pools, request rate; see app.metrics). Both waits are capped (READYZ_TIMEOUT_MAX,
+SNAPSHOT_TIMEOUT), so a collection ends within ~3 s whatever FLEET_DB_TIMEOUT_MS is: well inside the 5 s nginx
+gives /status.json (deploy/nginx.conf). From the answers:
 
 - `ready`: /readyz said 200;
 - `draining`: the process is stopping (it answers its metrics port, its app port is closed or says draining);
-- `not ready`: it answers, but /readyz says 503 (e.g. the database is unreachable);
+- `not ready`: it answers, but /readyz says 503 (e.g. the database is unreachable), or /readyz is still waiting
+  for the database when the cap runs out while its metrics port answers (its loop is running);
 - `not responding`: connections are accepted but nothing answers in time (a blocked event loop), or they are
   closed unanswered (a stalled process shedding its waiting requests, app/shedding.py);
 - `down`: nothing listens (crashed, or restarting under supervisord).
@@ -33,6 +36,12 @@ UNANSWERED = {
     "timeout": "no answer in time (event loop blocked?)",
     "reset": "connection closed without an answer (stalled and shedding requests?)",
 }
+SLOW_READYZ = "/readyz did not answer in time, but the process does (database slow or unreachable?)"
+# /readyz waits up to the database timeout (+0.5 s) on a dead database; past this, its answer cannot change the
+# page enough to be worth a /status.json that nginx gives up on.
+READYZ_TIMEOUT_MAX = 2.5
+# /process.json does no I/O: a process that takes longer than this to answer it has a blocked loop.
+SNAPSHOT_TIMEOUT = 0.5
 
 
 async def collect(ports: list[int], *, host: str, metrics_offset: int, request_timeout: float) -> dict:
@@ -55,12 +64,16 @@ async def collect(ports: list[int], *, host: str, metrics_offset: int, request_t
 
 async def process_status(client, host: str, port: int, metrics_offset: int, request_timeout: float) -> dict:
     metrics_port = port + metrics_offset if metrics_offset else None
-    ready_code, ready = await fetch_json(client, f"http://{host}:{port}/readyz", request_timeout)
+    ready_code, ready = await fetch_json(
+        client, f"http://{host}:{port}/readyz", min(request_timeout, READYZ_TIMEOUT_MAX)
+    )
     snapshot = None
-    # One after the other, so the snapshot's in-flight count does not include our own /readyz; a process that
-    # did not answer /readyz is stuck and would not answer this either.
-    if metrics_port and ready_code not in UNANSWERED:
-        _, snapshot = await fetch_json(client, f"http://{host}:{metrics_port}/process.json", request_timeout)
+    # One after the other, so the snapshot's in-flight count does not include our own /readyz. After a timeout
+    # too: a snapshot tells a loop waiting on a slow database from a blocked one (which does not answer it).
+    if metrics_port and ready_code != "reset":
+        _, snapshot = await fetch_json(
+            client, f"http://{host}:{metrics_port}/process.json", min(request_timeout, SNAPSHOT_TIMEOUT)
+        )
     entry: dict = {"port": port, "metrics_port": metrics_port}
     if isinstance(ready, dict):
         # /readyz knows pid and mode too: enough for a row even without the metrics listener.
@@ -81,10 +94,14 @@ def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:
     if isinstance(ready_code, int):
         reason = (ready.get("status") or ready.get("error")) if isinstance(ready, dict) else None
         return "not ready", f"/readyz answered {ready_code}" + (f" ({reason})" if reason else "")
-    if ready_code in UNANSWERED:
+    if ready_code in UNANSWERED and snapshot is None:
         return "not responding", UNANSWERED[ready_code]
     if snapshot is not None:
-        return "not ready", "its metrics port answers, its app port does not"
+        # A loop that answers its metrics port is running: /readyz is waiting on the database, or not listening.
+        return (
+            "not ready",
+            SLOW_READYZ if ready_code == "timeout" else "its metrics port answers, its app port does not",
+        )
     return "down", "nothing listens on the port"
 
 

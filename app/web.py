@@ -10,7 +10,7 @@ import tornado.web
 
 from app.handlers import benchmark, fault, health, notes, slow
 from app.handlers.base import NotFoundHandler
-from app.handlers.status import StatusJsonHandler, StatusPageHandler
+from app.handlers.status import StatusAssetHandler, StatusJsonHandler, StatusPageHandler
 from app.lifecycle import Lifecycle
 from app.watchdog import Watchdog
 
@@ -54,7 +54,7 @@ def make_app(
             (r"/status", StatusPageHandler),
             (r"/status\.json", StatusJsonHandler),
             # The page's script and stylesheet are files: nginx's Content-Security-Policy forbids inline ones.
-            (r"/(status\.(?:js|css))", tornado.web.StaticFileHandler, {"path": str(HERE / "static")}),
+            (r"/(status\.(?:js|css))", StatusAssetHandler, {"path": str(HERE / "static")}),
         ]
     return tornado.web.Application(
         routes,

@@ -78,6 +78,15 @@ class BaseHandler(tornado.web.RequestHandler):
     def blocking(self):
         return self.settings["blocking"]
 
+    @property
+    def fleet(self):
+        """This process's app.settings.Settings."""
+        return self.settings["fleet"]
+
+    @property
+    def watchdog(self):
+        return self.settings["watchdog"]
+
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -92,6 +101,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, ValidationError):
+            return
+        # A client error: log_request (app/web.py) already logs it once, with its request id.
+        if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
             return
         if isinstance(value, DATABASE_UNAVAILABLE):
             log.warning("database unavailable: %s %s: %s", self.request.method, self.request.path, value)

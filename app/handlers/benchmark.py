@@ -1,11 +1,10 @@
-"""The six TechEmpower Framework Benchmarks test types, following the TFB rules (see README, "Benchmarks").
+"""The six TechEmpower Framework Benchmarks test types, following the TFB rules (see README, "Endpoints").
 
 Tornado adds the required `Server` and `Date` headers to every response; nothing here is compressed.
 """
 
 from __future__ import annotations
 
-import json
 import random
 
 from pymongo.operations import UpdateOne
@@ -30,10 +29,6 @@ def random_id() -> int:
 
 
 class BenchmarkHandler(BaseHandler):
-    def write_json_text(self, data) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
-
     async def random_world(self) -> dict:
         doc = await self.store.find_one("world", {"_id": random_id()})
         return {"id": doc["id"], "randomNumber": doc["randomNumber"]}
@@ -46,7 +41,7 @@ class BenchmarkHandler(BaseHandler):
 
 class JsonHandler(BenchmarkHandler):
     def get(self) -> None:
-        self.write_json_text({"message": "Hello, World!"})
+        self.write_json({"message": "Hello, World!"})
 
 
 class PlaintextHandler(BenchmarkHandler):
@@ -57,12 +52,12 @@ class PlaintextHandler(BenchmarkHandler):
 
 class DbHandler(BenchmarkHandler):
     async def get(self) -> None:
-        self.write_json_text(await self.random_world())
+        self.write_json(await self.random_world())
 
 
 class QueriesHandler(BenchmarkHandler):
     async def get(self) -> None:
-        self.write_json_text(await self.random_worlds())
+        self.write_json(await self.random_worlds())
 
 
 class UpdatesHandler(BenchmarkHandler):
@@ -81,7 +76,7 @@ class UpdatesHandler(BenchmarkHandler):
             [UpdateOne({"_id": i}, {"$set": {"randomNumber": n}}) for i, n in sorted(latest.items())],
             durable=False,
         )
-        self.write_json_text(worlds)
+        self.write_json(worlds)
 
 
 class FortunesHandler(BenchmarkHandler):

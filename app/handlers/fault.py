@@ -16,7 +16,7 @@ import os
 import time
 
 from app.handlers.base import BaseHandler
-from app.notes import ValidationError
+from app.validation import ValidationError
 
 MAX_BLOCK_SECONDS = 60.0
 

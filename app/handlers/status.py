@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import tornado.web
+
 from app import status
 from app.handlers.base import BaseHandler
 
@@ -18,15 +20,20 @@ REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 2.0, 0.2, 60.0
 
 class StatusJsonHandler(BaseHandler):
     async def get(self) -> None:
-        fleet = self.settings["fleet"]
+        fleet = self.fleet
         report = await status.collect(
             fleet.fleet_ports(self.process.port),
-            host=fleet.host,
+            # FLEET_HOST is 127.0.0.1 or 0.0.0.0 (app/settings.py): either way every process listens on loopback.
+            host="127.0.0.1",
             metrics_offset=fleet.metrics_port_offset,
-            # A /readyz waits at most the database timeout; a process silent for longer than that is stuck.
+            # A /readyz waits at most the database timeout; a process silent for longer than that is stuck
+            # (app.status caps the wait so that nginx's 5 s for /status.json is never reached).
             request_timeout=fleet.db_timeout_ms / 1000 + 1.0,
         )
         report["served_by"] = {"port": self.process.port, "pid": os.getpid()}
+        # The watchdog's stall threshold (FLEET_WATCHDOG_MS, the same for every process): lags above it are
+        # highlighted on the page.
+        report["stall_threshold_ms"] = fleet.watchdog_ms
         self.set_header("Cache-Control", "no-store")
         self.write_json(report)
 
@@ -40,3 +47,8 @@ class StatusPageHandler(BaseHandler):
         refresh = min(REFRESH_MAX, max(REFRESH_MIN, refresh))
         self.set_header("Cache-Control", "no-store")
         self.render("status.html", refresh=refresh)
+
+
+class StatusAssetHandler(BaseHandler, tornado.web.StaticFileHandler):
+    """The page's script and stylesheet: files (nginx's Content-Security-Policy forbids inline ones), served
+    through BaseHandler so they carry an X-Request-ID, are counted like any request and fail as JSON."""

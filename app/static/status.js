@@ -3,8 +3,8 @@
 // no framework; every value is set as text, never parsed as HTML.
 "use strict";
 const REFRESH_MS = Number(document.body.dataset.refreshMs) || 2000;
-// A lag above this (ms) is highlighted: the watchdog's default stall threshold.
-const LAG_HOT_MS = 300;
+// A lag above this (ms) is highlighted: the watchdog's stall threshold, FLEET_WATCHDOG_MS, sent in status.json.
+let lagHotMs = 300;
 
 function uptime(seconds) {
   if (seconds == null) return "—";
@@ -25,7 +25,7 @@ function pool(stats) {
 
 function lag(ms) {
   if (ms == null) return ["—", false];
-  return [`${ms.toFixed(1)} ms`, ms >= LAG_HOT_MS];
+  return [`${ms.toFixed(1)} ms`, ms >= lagHotMs];
 }
 
 // port -> {pid, mode} as last seen answering: a stuck or dead process's row still says which one it was.
@@ -99,7 +99,9 @@ async function refresh() {
   try {
     const response = await fetch("status.json", {cache: "no-store", signal: controller.signal});
     if (!response.ok) throw new Error(`status.json answered ${response.status}`);
-    render(await response.json());
+    const report = await response.json();
+    if (report.stall_threshold_ms) lagHotMs = report.stall_threshold_ms;
+    render(report);
   } catch (error) {
     document.getElementById("error").textContent = `Could not refresh: ${error.message}; retrying.`;
   } finally {
