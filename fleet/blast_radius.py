@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -29,14 +30,12 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from app.settings import embedded_uri
 from fleet import launcher, probe, sandbox
 from fleet.config import ROOT, FleetConfig, nginx_binary
 from fleet.openloop import HttpConnection, Sample, run_load
@@ -142,16 +141,23 @@ def variants() -> dict[str, Variant]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Load:
+class LoadShape:
+    """How hard the open-loop load presses on each path (not fleet.loadgen's Load, which writes notes)."""
+
     name: str
     rate: float  # requests/s per path; 0: closed loop
     connections: int  # per path
 
 
 LOADS = {
-    "steady": Load("steady", rate=100, connections=16),
-    "saturating": Load("saturating", rate=0, connections=8),
+    "steady": LoadShape("steady", rate=100, connections=16),
+    "saturating": LoadShape("saturating", rate=0, connections=8),
 }
+
+
+# Blocks on two processes in turn follow each other this closely (seconds).
+ALTERNATE_GAP = 0.5
+FAULT_NOTES = {"direct": "", "alternate": " (2 processes, in turn)", "nginx": " (slow GET via nginx)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -377,26 +383,16 @@ def run(
         raise BenchError(f"unknown nginx option(s): {sorted(unknown)}")
     results: list[dict] = []
     samples: dict[str, list[Sample]] = {}
-    database = None
-    db_dir = sandbox.short_tmp_dir("blast-db-")
-    if db_uri is None:
-        db_port = sandbox.free_port_block(1)
-        database = sandbox.start_embedded_db(db_port, ":memory:", db_dir / "db.log")
-        db_uri = embedded_uri(db_port)
-    try:
+    with contextlib.nullcontext(db_uri) if db_uri else sandbox.embedded_db() as uri:
         for group in fleets:
             first = group[0]
             log(f"booting a fleet: N={first.procs}, {first.mode} mode, stall shedding {first.shedding}")
-            with Fleet(first.procs, first.mode, first.shedding, db_uri) as fleet:
+            with Fleet(first.procs, first.mode, first.shedding, uri) as fleet:
                 for scenario in group:
                     result, scenario_samples = run_scenario(fleet, scenario, options[scenario.variant], timing)
                     results.append(result)
                     samples[scenario.key] = scenario_samples
                     log(progress_line(result))
-    finally:
-        if database is not None:
-            sandbox.stop_process(database)
-        shutil.rmtree(db_dir, ignore_errors=True)
     return results, samples
 
 
@@ -436,10 +432,6 @@ def shedding(result: dict) -> str:
     if result["procs"] == 1:
         return "n/a (alone)"
     return "on" if result["shedding"] else "off"
-
-
-ALTERNATE_GAP = 0.5
-FAULT_NOTES = {"direct": "", "alternate": " (2 processes, in turn)", "nginx": " (slow GET via nginx)"}
 
 
 def compact_table(results: list[dict]) -> str:

@@ -109,10 +109,6 @@ class Load:
         with self._lock:
             return len(self._outcomes)
 
-    def failures(self) -> list[Outcome]:
-        with self._lock:
-            return [o for o in self._outcomes if o.failed]
-
     def _client(self, number: int) -> None:
         conn: http.client.HTTPConnection | None = None
         last_id: str | None = None

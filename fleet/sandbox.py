@@ -6,6 +6,7 @@ PID, never by name, because other fleets may be running on the same machine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from pymongo.errors import PyMongoError
@@ -105,6 +107,25 @@ def start_embedded_db(port: int, storage: str | Path, log_path: Path, timeout: f
     return server
 
 
+@contextlib.contextmanager
+def embedded_db(storage: str | Path = ":memory:", log_dir: Path | None = None) -> Iterator[str]:
+    """A seeded embedded server on a free port for the duration of the block; yields its URI.
+
+    Its log goes to `log_dir`, by default to a /tmp folder of its own that is removed afterwards.
+    """
+    port = free_port_block(1)
+    folder = short_tmp_dir("embedded-db-") if log_dir is None else Path(log_dir)
+    try:
+        server = start_embedded_db(port, storage, folder / "db.log")
+        try:
+            yield embedded_uri(port)
+        finally:
+            stop_process(server)
+    finally:
+        if log_dir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 # One app process's metrics listener sits right after its app port, so that both fit one reserved block.
 APP_METRICS_OFFSET = 1
 
@@ -168,6 +189,23 @@ def fleet_config(
         mongodb_uri=mongodb_uri,
         app_env={"FLEET_DB_MODE": mode, "FLEET_METRICS_PORT_OFFSET": str(procs + 2), **app_env},
     )
+
+
+def script_env(config: FleetConfig) -> dict[str, str]:
+    """The environment under which scripts/run, scripts/stop, ... act on `config`'s fleet (the inverse of
+    `FleetConfig.from_env`)."""
+    env = {
+        **os.environ,
+        "FLEET_VAR_DIR": str(config.var_dir),
+        "FLEET_PROCS": str(config.procs),
+        "FLEET_APP_PORT_BASE": str(config.app_port_base),
+        "FLEET_PORT": str(config.port),
+        "FLEET_DB_PORT": str(config.db_port),
+        **config.app_env,
+    }
+    if config.mongodb_uri:
+        env["MONGODB_URI"] = config.mongodb_uri
+    return env
 
 
 def stop_fleet(config: FleetConfig) -> None:

@@ -21,14 +21,14 @@ import uuid
 
 import pytest
 
-from app.settings import DB_MODES, embedded_uri
+from app.settings import DB_MODES
 from fleet import launcher
 from fleet.config import FleetConfig
 from fleet.sandbox import (
     AppProcess,
+    embedded_db,
     fleet_config,
     free_port_block,
-    start_embedded_db,
     start_process,
     stop_fleet,
     stop_process,
@@ -41,12 +41,8 @@ __all__ = ["FleetFactory", "free_port_block", "start_process", "stop_process"]
 
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory):
-    port = free_port_block(1)
-    server = start_embedded_db(port, ":memory:", tmp_path_factory.mktemp("mongo") / "secantusd.log")
-    try:
-        yield embedded_uri(port)
-    finally:
-        stop_process(server)
+    with embedded_db(log_dir=tmp_path_factory.mktemp("mongo")) as uri:
+        yield uri
 
 
 @pytest.fixture

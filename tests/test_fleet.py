@@ -4,17 +4,15 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
 from fleet import probe
 from fleet.config import ROOT
-from fleet.supervisor import Supervisor, pid_alive, wait_for_exit
+from fleet.sandbox import fleet_config, script_env
+from fleet.supervisor import Supervisor, app_port, pid_alive, wait_for_exit
 from tests.client import get, request
-from tests.conftest import free_port_block
 
 pytestmark = pytest.mark.fleet
 
@@ -79,7 +77,7 @@ def test_a_killed_process_is_restarted_and_the_fleet_keeps_answering(fleet):
             lambda: (
                 (info := supervisor.process(f"app:{victim['name']}"))["statename"] == "RUNNING"
                 and info["pid"] != victim["pid"]
-                and probe.ready(int(victim["name"].split("-")[1]))
+                and probe.ready(app_port(victim))
             ),
             20,
         )
@@ -96,25 +94,15 @@ def test_a_killed_process_is_restarted_and_the_fleet_keeps_answering(fleet):
     assert failures == [], f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
 
 
-def test_scripts_run_and_stop(tmp_path):
+def test_scripts_run_and_stop():
     """The README's commands, on free ports in a temporary folder: start, start again (harmless), stop."""
-    var_dir = Path(tempfile.mkdtemp(prefix="fleet-run-"))
-    os.chmod(var_dir, 0o755)
-    base = free_port_block(4)
-    env = {
-        **os.environ,
-        "FLEET_VAR_DIR": str(var_dir),
-        "FLEET_PROCS": "2",
-        "FLEET_APP_PORT_BASE": str(base),
-        "FLEET_PORT": str(base + 2),
-        "FLEET_DB_PORT": str(base + 3),
-        "FLEET_DB_MODE": "async",
-    }
+    config = fleet_config("async", 2, prefix="fleet-run-")
+    var_dir, base, env = config.var_dir, config.app_port_base, script_env(config)
     run = [str(ROOT / "scripts" / "run")]
     try:
         first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=180)
         assert first.returncode == 0, first.stderr
-        assert f"fleet ready: http://127.0.0.1:{base + 2}/" in first.stdout
+        assert f"fleet ready: {config.url}/" in first.stdout
         assert "db_mode=async" in first.stdout
         supervisor = Supervisor(var_dir / "supervisor.sock")
         pids = {p["name"]: p["pid"] for p in supervisor.processes()}
@@ -129,7 +117,7 @@ def test_scripts_run_and_stop(tmp_path):
         assert stop.returncode == 0, stop.stderr
         assert wait_for_exit([supervisord_pid, *pids.values()], 0) == []
         with pytest.raises(ConnectionRefusedError):
-            get(f"http://127.0.0.1:{base + 2}/healthz", timeout=2)
+            get(f"{config.url}/healthz", timeout=2)
     finally:
         subprocess.run([str(ROOT / "scripts" / "stop")], env=env, capture_output=True, timeout=120)
         shutil.rmtree(var_dir, ignore_errors=True)
