@@ -50,12 +50,9 @@ class BlockingPool:
             with self._lock:
                 self.queued -= 1
 
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        return self._executor
-
     def stats(self) -> dict[str, int]:
         return {"size": self.size, "active": self.active, "queued": self.queued}
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=True)
+    async def aclose(self) -> None:
+        """Let running calls finish, then stop the threads; the wait happens off the loop, which keeps serving."""
+        await asyncio.to_thread(self._executor.shutdown, True)

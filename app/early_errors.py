@@ -21,15 +21,13 @@ BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 MESSAGE = "bad request: malformed request line, headers or body framing, or a body over the size limit"
 
 
-def json_400() -> bytes:
-    body = json.dumps({"error": MESSAGE}).encode()
-    head = (
-        "HTTP/1.1 400 Bad Request\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+_BODY = json.dumps({"error": MESSAGE}).encode()
+JSON_400 = (
+    "HTTP/1.1 400 Bad Request\r\n"
+    "Content-Type: application/json\r\n"
+    f"Content-Length: {len(_BODY)}\r\n"
+    "Connection: close\r\n\r\n"
+).encode() + _BODY
 
 
 class JsonErrorsHTTPServer(FleetHTTPServer):
@@ -37,10 +35,9 @@ class JsonErrorsHTTPServer(FleetHTTPServer):
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple) -> None:
         write = stream.write
-        replacement = json_400()
 
         def write_json_400(data, *args, **kwargs):
-            return write(replacement if data == BARE_400 else data, *args, **kwargs)
+            return write(JSON_400 if data == BARE_400 else data, *args, **kwargs)
 
         stream.write = write_json_400  # type: ignore[method-assign]
         super().handle_stream(stream, address)

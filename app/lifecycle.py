@@ -49,7 +49,6 @@ class Lifecycle:
         self.draining = False
         self.in_flight = 0
         self.open_connections = 0
-        self.started_at = time.time()
         # time.monotonic() of the last connection opened or request started or finished.
         self.last_activity = time.monotonic()
 
@@ -96,8 +95,7 @@ class Lifecycle:
         if not clean:
             log.warning("drain deadline reached with %d request(s) still in flight", self.in_flight)
         # What is left now is idle keep-alive connections (or requests past the deadline).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.close_all_connections(), 1.0)
+        await close_connections(server)
         log.info("drained in %.2fs", time.monotonic() - started)
         return clean
 
@@ -132,19 +130,42 @@ class FleetHTTPServer(tornado.httpserver.HTTPServer):
         held = [listener.dup() for listener in self.listening]
         self.stop()
         queued: list[tuple[socket.socket, tuple]] = []
-        for listener in held:
-            listener.setblocking(False)
-            while True:
-                try:
-                    queued.append(listener.accept())
-                except (BlockingIOError, InterruptedError):
-                    listener.close()
-                    break
-                except ConnectionAbortedError:
-                    continue  # the client gave up before we took it
+        try:
+            for listener in held:
+                listener.setblocking(False)
+                while True:
+                    try:
+                        queued.append(listener.accept())
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except ConnectionAbortedError:
+                        continue  # the client gave up before we took it
+                    except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: what is left in this queue is lost
+                        log.error("drain: cannot accept queued connections: %s", exc)
+                        break
+                listener.close()
+        finally:
+            for listener in held:
+                listener.close()  # a second close is a no-op
         for connection, address in queued:
-            stream = tornado.iostream.IOStream(
-                connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-            )
-            self.handle_stream(stream, address)
+            self.serve_accepted(connection, address)
         return len(queued)
+
+    def serve_accepted(self, connection: socket.socket, address: tuple) -> None:
+        """Serve a connection accepted outside Tornado's accept handler (the drain, the stall shedder).
+
+        What Tornado's TCPServer does with a connection it accepts itself (no TLS here: nginx terminates it)."""
+        stream = tornado.iostream.IOStream(
+            connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+        )
+        self.handle_stream(stream, address)
+
+
+# How long closing a server's connections may take on the way out: an unresponsive client does not hold the exit.
+CLOSE_WAIT = 1.0
+
+
+async def close_connections(server: tornado.httpserver.HTTPServer) -> None:
+    """Close `server`'s open connections, waiting at most CLOSE_WAIT for them."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.close_all_connections(), CLOSE_WAIT)

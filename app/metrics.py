@@ -11,9 +11,8 @@ loop lag, pool sizes and queues) is read from the objects that already keep it, 
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
+import inspect
 import logging
 import os
 import sys
@@ -36,6 +35,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from app.lifecycle import close_connections
 
 log = logging.getLogger("fleet.metrics")
 
@@ -238,6 +239,13 @@ class _LiveCollector:
             yield CounterMetricFamily(
                 "fleet_event_loop_stalls", "Times the loop was blocked past FLEET_WATCHDOG_MS", value=watchdog.stalls
             )
+            shed = getattr(watchdog.on_stall, "shed", None)
+            if isinstance(shed, int):
+                yield CounterMetricFamily(
+                    "fleet_stall_shed",
+                    "Requests closed during a loop stall for nginx to retry on another process (app/shedding.py)",
+                    value=shed,
+                )
         families = {
             "size": GaugeMetricFamily("fleet_pool_threads", "Threads a pool may run", labels=["pool"]),
             "active": GaugeMetricFamily("fleet_pool_active", "Calls running in a pool's threads", labels=["pool"]),
@@ -259,8 +267,17 @@ class InstrumentedStore:
         self.mode = store.mode
 
     def __getattr__(self, name):
-        # stats(), pool, executor, ...: whatever the wrapped store offers beyond the interface.
-        return getattr(self._store, name)
+        # Every coroutine method but close() is a database operation, timed under its own name: a method added to
+        # the Store is timed without a change here. Anything else (stats(), pool, ...) passes through unchanged.
+        attr = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def timed(*args, **kwargs):
+            return await self._timed(name, attr(*args, **kwargs))
+
+        self.__dict__[name] = timed  # __getattr__ runs once per name: the hot path is a plain attribute
+        return timed
 
     async def _timed(self, operation: str, call):
         metrics = self._metrics
@@ -275,34 +292,6 @@ class InstrumentedStore:
         finally:
             metrics.db_in_flight -= 1
             metrics.observe_db(operation, time.perf_counter() - start, error)
-
-    async def ping(self):
-        return await self._timed("ping", self._store.ping())
-
-    async def find_one(self, collection, filter, projection=None):
-        return await self._timed("find_one", self._store.find_one(collection, filter, projection))
-
-    async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
-        return await self._timed(
-            "find", self._store.find(collection, filter, projection=projection, sort=sort, limit=limit)
-        )
-
-    async def insert_one(self, collection, document):
-        return await self._timed("insert_one", self._store.insert_one(collection, document))
-
-    async def find_one_and_update(self, collection, filter, update, projection=None):
-        return await self._timed(
-            "find_one_and_update", self._store.find_one_and_update(collection, filter, update, projection)
-        )
-
-    async def delete_one(self, collection, filter):
-        return await self._timed("delete_one", self._store.delete_one(collection, filter))
-
-    async def bulk_update(self, collection, updates, *, durable=True):
-        return await self._timed("bulk_update", self._store.bulk_update(collection, updates, durable=durable))
-
-    async def count(self, collection, filter):
-        return await self._timed("count", self._store.count(collection, filter))
 
     async def close(self):
         await self._store.close()
@@ -331,10 +320,14 @@ def make_metrics_app(metrics: Metrics) -> tornado.web.Application:
 
 
 def listen(metrics: Metrics, host: str, port: int) -> tornado.httpserver.HTTPServer | None:
-    """Serve `metrics` on host:port; None (and an error in the log) if the port is taken.
+    """Serve `metrics` on host:port; None (and an error in the log) if the port is taken or out of range.
 
     A taken metrics port must not keep the app from serving: the process runs on, without metrics.
     """
+    if not 0 < port <= 65535:
+        # getaddrinfo would wrap it silently onto some other port.
+        log.error("metrics not served: port %d (app port + FLEET_METRICS_PORT_OFFSET) is out of range", port)
+        return None
     server = tornado.httpserver.HTTPServer(make_metrics_app(metrics))
     try:
         server.listen(port, address=host)
@@ -348,5 +341,4 @@ def listen(metrics: Metrics, host: str, port: int) -> tornado.httpserver.HTTPSer
 async def close(server: tornado.httpserver.HTTPServer | None) -> None:
     if server is not None:
         server.stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.close_all_connections(), 1.0)
+        await close_connections(server)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -98,10 +99,12 @@ async def serve(settings: Settings, port: int) -> None:
         log.info("stopping")
         await lifecycle.drain(server, settings.drain_seconds)
     finally:
-        # Metrics stay readable during the drain (the status page shows the process as draining).
-        await metrics.close(metrics_server)
-        rate_sampler.stop()
-        await store.close()
-        blocking.shutdown()
-        watchdog.stop()
-        log.info("stopped")
+        # Run last to first, each even if one before it raised (the errors are re-raised after the last one).
+        async with contextlib.AsyncExitStack() as cleanup:
+            cleanup.callback(log.info, "stopped")
+            cleanup.callback(watchdog.stop)
+            cleanup.push_async_callback(blocking.aclose)
+            cleanup.push_async_callback(store.close)
+            cleanup.callback(rate_sampler.stop)
+            # Metrics stay readable during the drain (the status page shows the process as draining).
+            cleanup.push_async_callback(metrics.close, metrics_server)

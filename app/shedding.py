@@ -7,15 +7,18 @@ closes the connections of the requests that are safe to send elsewhere. nginx se
 connection" (an error, never a timeout) and passes each one to another process at once (`proxy_next_upstream
 error`). It takes:
 - requests in flight (a handler exists) that are GET or HEAD, whose response has not started, and that are not
-  the request running the blocking code itself (found in the loop thread's stack): sending that one elsewhere
-  would spread a "query of death" to the next process;
+  a request seen running the blocking code during the stall (found in the loop thread's stack, and remembered
+  after it moves on to an await): sending that one elsewhere would spread a "query of death" to the next process;
 - connections arriving in the accept queue while the stall lasts, as soon as they arrive, if their request is a
   GET or HEAD (read with MSG_PEEK, left unread); any other connection is handed back to the loop, which serves it
   once it is free.
-POST, PATCH and DELETE are never touched: nginx does not pass a request it has sent with those methods to
-another process, so the client would get a 502. GET and HEAD are safe to run again: nginx already replays them
-on another process when a process dies mid-request. A handler that was running (say, awaiting the database)
-finishes after the stall into a closed connection; Tornado treats that like a client that went away.
+Only GET and HEAD are shed. nginx does not pass a request it has sent with POST, LOCK or PATCH to another
+process (the client would get a 502); it does resend the other methods, DELETE and PUT included, but this app
+sheds only the two that handlers must keep idempotent. GET and HEAD are run again: nginx already replays them on
+another process when a process dies mid-request. That is the contract: a GET handler that writes (GET /updates)
+must not be run twice, and opts out with the class attribute `shed_on_stall = False`. A handler that was running
+(say, awaiting the database) finishes after the stall into a closed connection; Tornado treats that like a client
+that went away.
 
 Only when another process can take the requests: before shedding, it asks the other processes of the fleet
 (FLEET_APP_PORTS) for /healthz with a short timeout, and sheds only if one answers. When every process is stalled
@@ -36,14 +39,14 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 
-import tornado.iostream
-import tornado.tcpserver
 import tornado.web
+
+from app.lifecycle import FleetHTTPServer
 
 log = logging.getLogger("fleet.shedding")
 
-# What nginx passes to another process after the connection failed, whatever it had sent (and what this app never
-# changes state on).
+# What nginx passes to another process after the connection failed, whatever it had sent; handlers of these methods
+# must be idempotent to be shed (a handler that writes sets `shed_on_stall = False`).
 SAFE_METHODS = ("GET", "HEAD")
 SAFE_PREFIXES = tuple(f"{method} ".encode() for method in SAFE_METHODS)
 # SO_LINGER on, timeout 0: close() sends RST at once (no FIN_WAIT for a connection nobody will read).
@@ -61,7 +64,7 @@ PEER_RECHECK = 0.5
 class StallShedder:
     def __init__(
         self,
-        server: tornado.tcpserver.TCPServer,
+        server: FleetHTTPServer,
         listening: Iterable[socket.socket],
         in_flight: set[tornado.web.RequestHandler],
         is_stalled: Callable[[], bool],
@@ -75,15 +78,20 @@ class StallShedder:
         # Created on the loop thread (app.server): that is the thread whose stack names the blocking request.
         self.loop = asyncio.get_running_loop()
         self.loop_thread_id = threading.get_ident()
-        self.shed = 0  # requests sent back to nginx, since start
+        self.shed = 0  # requests sent back to nginx, since start (fleet_stall_shed_total)
         self._done: weakref.WeakSet[tornado.web.RequestHandler] = weakref.WeakSet()
+        # Every handler seen running the blocking code: it may await later with no response started, and must
+        # still never be sent to another process (a query of death would spread).
+        self._exempt: weakref.WeakSet[tornado.web.RequestHandler] = weakref.WeakSet()
         self._peer_checked = -PEER_RECHECK
         self._peer_ready = True  # until a check says otherwise (only a change is logged)
 
     def __call__(self) -> None:
         """Shed what is safe to shed now (called from the watchdog thread, again and again while a stall lasts)."""
-        if not self._peer_available():
-            return
+        # The blocking handler is on the loop's stack only while it blocks: note it before anything slow.
+        self._note_running()
+        if not self._peer_available() or not self.is_stalled():
+            return  # the peer check can take PEER_TIMEOUT per peer: the stall may be over by now
         shed = self._shed_in_flight() + self._shed_arrivals()
         if shed:
             self.shed += shed
@@ -99,17 +107,24 @@ class StallShedder:
             self._peer_checked = time.monotonic()
         return self._peer_ready
 
-    def _shed_in_flight(self) -> int:
+    def _note_running(self) -> None:
         running = running_handler(self.loop_thread_id)
+        if running is not None:
+            self._exempt.add(running)
+
+    def _shed_in_flight(self) -> int:
+        self._note_running()
         shed = 0
         # The loop is blocked, so nothing adds to or removes from the set while this copies it.
         for handler in list(self.in_flight):
-            if handler is running or handler in self._done or not sheddable(handler):
+            if handler in self._exempt or handler in self._done or not sheddable(handler):
                 continue
             stream = getattr(handler.request.connection, "stream", None)
             sock = getattr(stream, "socket", None)
             if sock is None:
                 continue
+            if not self.is_stalled():
+                break  # the loop runs again: what is left is served here
             try:
                 # Not close(): the loop owns the descriptor; a shutdown leaves it valid for the loop to close.
                 sock.shutdown(socket.SHUT_RDWR)
@@ -136,8 +151,12 @@ class StallShedder:
                     except OSError:
                         break  # queue empty (EAGAIN), or the socket was closed by the drain
                     if first_bytes(conn).startswith(SAFE_PREFIXES) and self.is_stalled():
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
-                        conn.close()
+                        try:
+                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+                        except OSError:
+                            pass  # the client already reset it: a plain close does
+                        finally:
+                            conn.close()
                         shed += 1
                     else:
                         self._hand_back(conn, address)
@@ -145,21 +164,19 @@ class StallShedder:
 
     def _hand_back(self, conn: socket.socket, address) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._serve, conn, address)
+            self.loop.call_soon_threadsafe(self.server.serve_accepted, conn, address)
         except RuntimeError:  # the loop is closed: the process is exiting
             conn.close()
-
-    def _serve(self, conn: socket.socket, address) -> None:
-        # What Tornado's TCPServer does with a connection it accepts itself (no TLS here: nginx terminates it).
-        stream = tornado.iostream.IOStream(
-            conn, max_buffer_size=self.server.max_buffer_size, read_chunk_size=self.server.read_chunk_size
-        )
-        self.server.handle_stream(stream, address)
 
 
 def sheddable(handler: tornado.web.RequestHandler) -> bool:
     # Tornado has no public "response started" flag; these two are what RequestHandler itself checks.
-    return handler.request.method in SAFE_METHODS and not handler._headers_written and not handler._finished
+    return (
+        getattr(handler, "shed_on_stall", True)
+        and handler.request.method in SAFE_METHODS
+        and not handler._headers_written
+        and not handler._finished
+    )
 
 
 def running_handler(thread_id: int) -> tornado.web.RequestHandler | None:

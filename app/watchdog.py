@@ -82,10 +82,6 @@ class Watchdog:
             self._thread = None
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    @property
     def stalled(self) -> bool:
         """True while the next heartbeat is overdue by more than the threshold: the loop is blocked right now."""
         expected = self._expected

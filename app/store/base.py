@@ -53,8 +53,8 @@ class Store(Protocol):
     async def delete_one(self, collection: str, filter: Mapping) -> int: ...
 
     async def bulk_update(self, collection: str, updates: Sequence[UpdateOne], *, durable: bool = True) -> None:
-        """Apply `updates` unordered. `durable=False`: with the database's default write concern (w: 1, no
-        journal) instead of the fleet's (FLEET_DB_WRITE_CONCERN, FLEET_DB_JOURNAL), for data that may be lost."""
+        """Apply `updates` unordered. `durable=False`: with write concern w: 1, no journal wait, instead of
+        the fleet's (FLEET_DB_WRITE_CONCERN, FLEET_DB_JOURNAL), for data that may be lost."""
 
     async def count(self, collection: str, filter: Mapping) -> int: ...
 
@@ -76,12 +76,13 @@ def client_options(settings) -> dict[str, Any]:
     }
 
 
-# The database's own default: confirmed by the primary, not waited for in its journal.
+# w: 1, no journal wait: confirmed by the primary, not waited for in its journal. (Not the database's implicit
+# default, which is w: "majority" since MongoDB 5.0.)
 DEFAULT_WRITE_CONCERN = WriteConcern(w=1)
 
 
 def writable(collection, durable: bool):
-    """`collection` with the fleet's write concern (durable) or the database's default."""
+    """`collection` with the fleet's write concern (durable) or w: 1, no journal wait."""
     return collection if durable else collection.with_options(write_concern=DEFAULT_WRITE_CONCERN)
 
 

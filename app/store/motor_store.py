@@ -6,6 +6,8 @@ Motor is imported. Motor is deprecated (critical fixes only until 2027-05-14); `
 
 from __future__ import annotations
 
+import asyncio
+
 from motor.motor_asyncio import AsyncIOMotorClient
 
 from app.store.base import AwaitableDriverStore, client_options
@@ -19,4 +21,5 @@ class MotorStore(AwaitableDriverStore):
         return cls(AsyncIOMotorClient(settings.mongodb_uri, **client_options(settings)), settings.db_name)
 
     async def close(self) -> None:
-        self._client.close()
+        # Motor's close() is the blocking PyMongo one (it ends the server sessions, which waits on a dead database).
+        await asyncio.to_thread(self._client.close)

@@ -23,37 +23,33 @@ class ThreadsStore:
         self._client = client
         self._db = client[db_name]
         self.pool = BlockingPool(threads, name="db")
-        self.executor = self.pool.executor
 
     @classmethod
     def open(cls, settings) -> ThreadsStore:
         client = MongoClient(settings.mongodb_uri, **client_options(settings))
         return cls(client, settings.db_name, settings.db_threads)
 
-    async def _run(self, fn, *args, **kwargs):
-        return await self.pool.run(fn, *args, **kwargs)
-
     def stats(self) -> dict[str, int]:
         """The pool's size and how many calls run and wait in it right now."""
         return self.pool.stats()
 
     async def ping(self):
-        await self._run(self._client.admin.command, "ping")
+        await self.pool.run(self._client.admin.command, "ping")
 
     async def find_one(self, collection, filter, projection=None):
-        return await self._run(self._db[collection].find_one, filter, projection)
+        return await self.pool.run(self._db[collection].find_one, filter, projection)
 
     async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
         def materialise():
             return list(self._db[collection].find(filter, projection, sort=sort, limit=limit))
 
-        return await self._run(materialise)
+        return await self.pool.run(materialise)
 
     async def insert_one(self, collection, document):
-        await self._run(self._db[collection].insert_one, document)
+        await self.pool.run(self._db[collection].insert_one, document)
 
     async def find_one_and_update(self, collection, filter, update, projection=None):
-        return await self._run(
+        return await self.pool.run(
             self._db[collection].find_one_and_update,
             filter,
             update,
@@ -62,17 +58,20 @@ class ThreadsStore:
         )
 
     async def delete_one(self, collection, filter):
-        result = await self._run(self._db[collection].delete_one, filter)
+        result = await self.pool.run(self._db[collection].delete_one, filter)
         return result.deleted_count
 
     async def bulk_update(self, collection, updates, *, durable=True):
         if updates:
-            await self._run(writable(self._db[collection], durable).bulk_write, list(updates), ordered=False)
+            await self.pool.run(writable(self._db[collection], durable).bulk_write, list(updates), ordered=False)
 
     async def count(self, collection, filter):
-        return await self._run(self._db[collection].count_documents, filter)
+        return await self.pool.run(self._db[collection].count_documents, filter)
 
     async def close(self):
-        # Let running calls finish before the client they use goes away.
-        await asyncio.get_running_loop().run_in_executor(None, self.pool.shutdown)
-        self._client.close()
+        # Let running calls finish before the client they use goes away. close() ends the server sessions, which
+        # with a dead database waits for its timeouts: off the loop, like every other call on this client.
+        try:
+            await self.pool.aclose()
+        finally:
+            await asyncio.to_thread(self._client.close)
