@@ -12,23 +12,42 @@ import sys
 import pytest
 
 from app.settings import DB_MODES, EVENT_LOOPS, embedded_uri
+from fleet import nginx_reload
 from fleet.bench import cli
 from fleet.bench.endpoints import ENDPOINTS
 from fleet.sandbox import free_port_block
+from fleet.supervisor import Supervisor
+from tests.client import get
+
+# Below pytest's 300 s limit with room for the grace period: a timed-out run is stopped with SIGTERM, which
+# fleet.bench turns into a clean exit that stops every fleet it booted (a SIGKILL would leak its supervisord).
+QUICK_TIMEOUT = 220
+STOP_GRACE = 40
+
+
+def run_quick(out) -> tuple[int, str, str]:
+    command = [sys.executable, "-m", "fleet.bench", "--quick", "--out", str(out)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as bench:
+        try:
+            stdout, stderr = bench.communicate(timeout=QUICK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            bench.terminate()
+            try:
+                stdout, stderr = bench.communicate(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                bench.kill()
+                stdout, stderr = bench.communicate()
+            pytest.fail(f"scripts/bench --quick took over {QUICK_TIMEOUT} s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    return bench.returncode, stdout, stderr
 
 
 @pytest.mark.fleet
 def test_quick_run_reports_every_mode_loop_and_endpoint_with_zero_errors(tmp_path):
     out = tmp_path / "bench"
-    done = subprocess.run(
-        [sys.executable, "-m", "fleet.bench", "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    returncode, stdout, stderr = run_quick(out)
+    assert returncode == 0, stdout[-3000:] + stderr[-3000:]
     # Progress lines while it runs, one per wrk run.
-    assert "elapsed" in done.stdout and "motor/uvloop procs=1 /fortunes run 1/1" in done.stdout
+    assert "elapsed" in stdout and "motor/uvloop procs=1 /fortunes run 1/1" in stdout
 
     results = json.loads((out / "results.json").read_text())
     fleet = [m for m in results["measurements"] if m["target"] == "fleet"]
@@ -42,7 +61,7 @@ def test_quick_run_reports_every_mode_loop_and_endpoint_with_zero_errors(tmp_pat
     assert results["machine"]["packages"]["uvloop"] != "not installed"
 
     text = (out / "report.md").read_text()
-    assert text.strip() in done.stdout  # the report is also printed
+    assert text.strip() in stdout  # the report is also printed
     assert "all cells: **0**" in text
     for mode in DB_MODES:
         for loop in EVENT_LOOPS:
@@ -79,3 +98,18 @@ def test_a_failed_run_keeps_what_it_measured_and_can_be_reported(tmp_path, capsy
     assert {m["target"] for m in json.loads(saved.read_text())["measurements"]} == {"nginx"}
     assert cli.main(["--report-only", str(saved), "--no-plots"]) == 0
     assert "nginx alone" in (tmp_path / "partial" / "report.md").read_text()
+
+
+@pytest.mark.fleet
+def test_nginx_reload_returns_once_the_new_config_serves_requests(start_fleet):
+    config = start_fleet(mode="threads", procs=1)
+    supervisor = Supervisor(config.socket)
+    deployed = (config.var_dir / "nginx.conf").read_text()
+    for round_ in range(3):
+        location = f"server_name _;\n        location = /round {{ return 200 'round {round_}'; }}"
+        nginx_reload.load(config, supervisor, deployed.replace("server_name _;", location, 1), f"round {round_}")
+        # No wait: when load returns, every request is answered by the new config.
+        assert get(f"{config.url}/round").body == f"round {round_}".encode()
+    broken = deployed.replace("server_name _;", "server_name _;\n        no_such_directive;", 1)
+    with pytest.raises(nginx_reload.ReloadError, match="nginx rejects config 'broken'"):
+        nginx_reload.load(config, supervisor, broken, "broken")

@@ -10,6 +10,7 @@ import pytest
 from fleet.bench import cli, references, report, runner, stats, tuning, wrk
 from fleet.bench.endpoints import ENDPOINTS
 from fleet.config import NGINX_TEMPLATE, nginx_binary, render_nginx
+from fleet.sandbox import free_port_block
 
 # Real wrk 4.1.0 output (Debian), captured from this project's fleet.
 WRK_JSON = """\
@@ -330,3 +331,12 @@ def test_endpoints_with_many_round_trips_run_with_fewer_connections():
     plan = runner.Plan(wrk=wrk.WrkOptions(threads=1, connections=64))
     assert [plan.connections(ENDPOINTS[n]) for n in ("json", "db", "queries", "updates")] == [64, 64, 16, 16]
     assert "`-c16` for `/updates?queries=20`" in report.markdown(sample_results())
+
+
+def test_url_with_a_path_is_measured_at_the_fleets_root(tmp_path, capsys):
+    # Nothing listens there: the run fails at /readyz, which names the fleet's root (no ValueError on the path).
+    nothing_there = f"http://127.0.0.1:{free_port_block(1)}/some/path"
+    argv = ["--url", nothing_there, "--runs", "1", "--duration", "1", "--warmup", "0", "--out", str(tmp_path)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"{nothing_there.removesuffix('/some/path')}/readyz does not answer" in err

@@ -3,7 +3,8 @@ with the references that bound it on this machine (nginx alone, one process with
 
 Writes report.md (also printed), results.json (everything, with machine info and package versions),
 results.csv and throughput.png / latency.png into --out. Exit status: 0 done, 1 could not run, 2 bad arguments,
-3 done but some requests failed (see the errors column).
+3 done but some requests failed (see the errors column), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM; when
+interrupted or stopped, every process it started is stopped first.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -222,6 +224,15 @@ def load_saved(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Stopped by SIGTERM (a CI timeout, kill PID): unwind like Ctrl-C, so every fleet it booted is stopped.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run_command(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_command(args: argparse.Namespace) -> int:
     try:
         if args.report_only:
             results = load_saved(args.report_only)

@@ -14,6 +14,7 @@ import math
 import shutil
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from fleet.sandbox import (
 
 # Seconds a fleet takes to boot and stop (for the time estimate only).
 FLEET_OVERHEAD_S = 6.0
+# How much longer than planned a run may last when its warm-up's latency is high (CellRunner.run_seconds).
+MAX_STRETCH = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +64,9 @@ class Plan:
 
     def cell_seconds(self, stretched: bool = False) -> float:
         # wrk stops ~0.2 s after its duration; a run also pays process start-up. `stretched`: runs of an
-        # endpoint whose latency may lengthen them (see CellRunner), counted at 1.5 x.
-        duration = self.duration_s * (1.5 if stretched and self.warmup_s else 1)
+        # endpoint whose latency may lengthen them (CellRunner.run_seconds: between 1 x and MAX_STRETCH x),
+        # counted at the midpoint, so a run whose every stretched cell hits the cap takes longer than estimated.
+        duration = self.duration_s * ((1 + MAX_STRETCH) / 2 if stretched and self.warmup_s else 1)
         return self.warmup_s + self.runs * (duration + 0.25) + (0.25 if self.warmup_s else 0)
 
     def estimate_seconds(self) -> float:
@@ -177,10 +181,10 @@ class CellRunner:
         if warm_up is None:
             return planned
         if warm_up.requests == 0:
-            return 2 * planned
+            return MAX_STRETCH * planned
         if warm_up.p99_ms is None:
             return planned
-        return min(2 * planned, max(planned, math.ceil(4 * warm_up.p99_ms / 1000)))
+        return min(MAX_STRETCH * planned, max(planned, math.ceil(4 * warm_up.p99_ms / 1000)))
 
     def once(
         self, label: str, url: str, depth: int = 1, connections: int | None = None, duration_s: int | None = None
@@ -226,9 +230,14 @@ def measure_references(
 
 
 def measure_given_fleet(plan: Plan, cell: CellRunner, *, found: list[dict]) -> None:
-    base = plan.url.rstrip("/")
-    host, _, port = base.removeprefix("http://").partition(":")
-    ready = probe.ready(int(port or 80), host=host)
+    url = urllib.parse.urlsplit(plan.url)
+    # The fleet's root: a path given with --url (http://host:8080/x) is not where the endpoints are.
+    base = f"{url.scheme}://{url.netloc}"
+    try:
+        port = url.port or 80
+    except ValueError as exc:
+        raise BenchError(f"--url {plan.url}: {exc}") from None
+    ready = probe.ready(port, host=url.hostname or "127.0.0.1")
     if not ready:
         raise BenchError(f"{base}/readyz does not answer 200: is the fleet up?")
     mode, loop = ready.get("db_mode", "?"), ready.get("event_loop", "?")

@@ -13,16 +13,16 @@ import dataclasses
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable
 
 from app.settings import embedded_uri
-from fleet import probe
+from fleet import nginx_reload
 from fleet.bench import runner, wrk
 from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
 from fleet.bench.machine import machine_info, summary_line
 from fleet.bench.report import fmt_ms, fmt_rate, fmt_ratio, table
 from fleet.bench.stats import measurement, ratio
+from fleet.config import FleetConfig
 from fleet.sandbox import free_port_block, short_tmp_dir, start_embedded_db, stop_process
 from fleet.supervisor import Supervisor
 
@@ -157,15 +157,15 @@ def tune_nginx(cell: runner.CellRunner, db_uri: str, progress) -> list[dict]:
     """Each nginx variant against the deployed config, alternating on one fleet (motor, 2 processes)."""
     found = []
     with runner.booted_fleet("motor", "asyncio", TUNE_PROCS, db_uri) as config:
-        conf_path = config.var_dir / "nginx.conf"
-        deployed = conf_path.read_text()
+        deployed = (config.var_dir / "nginx.conf").read_text()
         supervisor = Supervisor(config.socket)
+        loaded = [deployed]
 
-        def loader(text: str) -> Callable[[], None]:
+        def loader(text: str, name: str) -> Callable[[], None]:
             def load() -> None:
-                if conf_path.read_text() != text:
-                    conf_path.write_text(text)
-                    reload_nginx(supervisor, config.port)
+                if loaded[0] != text:
+                    reload_nginx(config, supervisor, text, name)
+                    loaded[0] = text
 
             return load
 
@@ -175,20 +175,19 @@ def tune_nginx(cell: runner.CellRunner, db_uri: str, progress) -> list[dict]:
                 raise runner.BenchError(f"tuning {knob!r} changed nothing in deploy/nginx.conf")
             progress(f"nginx: as deployed vs {knob}")
             contenders = [
-                Contender("as deployed", config.url, loader(deployed)),
-                Contender(knob, config.url, loader(tuned)),
+                Contender("as deployed", config.url, loader(deployed, "as deployed")),
+                Contender(knob, config.url, loader(tuned, knob)),
             ]
             found += interleaved(cell, knob, "motor", contenders)
-        loader(deployed)()
+        loader(deployed, "as deployed")()
     return found
 
 
-def reload_nginx(supervisor: Supervisor, port: int) -> None:
-    supervisor.rpc.signalProcess("nginx", "HUP")
-    # The new workers take over within a few ms; old ones finish their requests. Give it a moment, then check.
-    time.sleep(0.5)
-    if not probe.wait_until(lambda: probe.ready(port), 10):
-        raise runner.BenchError("nginx did not come back after a reload with a tuned config")
+def reload_nginx(config: FleetConfig, supervisor: Supervisor, conf: str, name: str) -> None:
+    try:
+        nginx_reload.load(config, supervisor, conf, name)
+    except nginx_reload.ReloadError as exc:
+        raise runner.BenchError(str(exc)) from None
 
 
 def tune_app(cell: runner.CellRunner, db_uri: str, progress, cpus: int) -> list[dict]:
