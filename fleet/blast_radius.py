@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from fleet import launcher, probe, sandbox
+from fleet.bench.stats import percentile
 from fleet.config import ROOT, FleetConfig, nginx_binary
 from fleet.openloop import HttpConnection, Sample, run_load
 from fleet.supervisor import Supervisor
@@ -359,15 +360,15 @@ def summarize(samples: list[Sample], duration: float) -> dict:
         return {"requests": 0, "failed": 0}
 
     def pct(p: float) -> float:
-        return round(1000 * latencies[min(count - 1, int(p * count))], 1)
+        return round(1000 * percentile(latencies, p), 1)
 
     return {
         "requests": count,
         "failed": sum(1 for s in samples if s.status != 200),
         "over_100ms_pct": round(100 * sum(1 for v in latencies if v > 0.1) / count, 2),
         "over_1s_pct": round(100 * sum(1 for v in latencies if v > 1.0) / count, 2),
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
         "max_ms": round(1000 * latencies[-1], 1),
         "rps": round(count / duration, 1),
     }

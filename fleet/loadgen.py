@@ -21,6 +21,8 @@ import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
+from fleet.bench.stats import percentile
+
 # What each client does, in turn; `_send` turns a step into a request and `_check` knows its expected status.
 CYCLE = ("write", "read_back", "db", "list")
 
@@ -54,7 +56,7 @@ class LoadResult:
     def summary(self) -> str:
         by_op = Counter(o.op for o in self.outcomes)
         latencies = sorted(o.latency for o in self.outcomes)
-        p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0
+        p99 = percentile(latencies, 99)
         worst = latencies[-1] if latencies else 0.0
         ops = ", ".join(f"{op} {by_op[op]}" for op in CYCLE if by_op[op])
         return (

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import re
 import signal
-import statistics
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from pymongo import MongoClient
 
 from fleet import probe
+from fleet.bench.stats import percentile
 from fleet.config import NGINX_TEMPLATE, nginx_binary
 from fleet.sandbox import start_process, stop_process
 
@@ -137,11 +137,3 @@ def database_alone(uri: str, db_name: str, threads: int, duration_s: float, rows
         "errors": sum(errors),
         "requests": len(every),
     }
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    if not sorted_values:
-        return 0.0
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    return statistics.quantiles(sorted_values, n=100, method="inclusive")[int(pct) - 1]

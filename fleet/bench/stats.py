@@ -10,6 +10,7 @@ A measurement is a plain dict (it goes to JSON and CSV as it is):
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 
@@ -25,6 +26,16 @@ def summarize(runs: list[dict]) -> dict:
         "errors": sum(r["errors"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
     }
+
+
+def percentile(values: Iterable[float], pct: float) -> float:
+    """The nearest-rank percentile, `pct` in 0..100: the smallest value with at least pct% of the values at or below
+    it, so always a latency that was observed; 0.0 for no values. The one rule for every percentile reported."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    rank = math.ceil(pct * len(ordered) / 100)
+    return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
 def _median_or_none(values: Iterable[float | None]) -> float | None:
