@@ -37,6 +37,9 @@ import time
 from pathlib import Path
 
 from fleet import launcher, probe, sandbox
+from fleet.bench.errors import BenchError
+from fleet.bench.machine import command_version
+from fleet.bench.report import replace_readme_block
 from fleet.bench.stats import percentile
 from fleet.config import ROOT, FleetConfig, nginx_binary
 from fleet.openloop import HttpConnection, Sample, run_load
@@ -48,10 +51,6 @@ README = ROOT / "README.md"
 README_BEGIN = "<!-- blast-radius:begin (written by scripts/blast-radius --readme) -->"
 README_END = "<!-- blast-radius:end -->"
 TARGET = "N >= 2, one process blocked: 0 failed requests and at most 1% delayed beyond 1 s"
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run as asked; the message says why."""
 
 
 # --- nginx options compared -------------------------------------------------------------------------------------
@@ -535,11 +534,10 @@ def readme_block(results: list[dict], meta: dict, timing: Timing, out: Path, rea
 
 
 def update_readme(block: str, readme: Path = README) -> None:
-    text = readme.read_text()
-    begin, end = text.find(README_BEGIN), text.find(README_END)
-    if begin < 0 or end < begin:
-        raise BenchError(f"README.md has no {README_BEGIN!r} ... {README_END!r} block")
-    readme.write_text(text[: begin + len(README_BEGIN)] + "\n" + block + "\n" + text[end:])
+    try:
+        readme.write_text(replace_readme_block(readme.read_text(), block, README_BEGIN, README_END))
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def write_outputs(out: Path, results, samples, *, timing: Timing, meta: dict, options, plot: bool = True) -> None:
@@ -564,7 +562,7 @@ def write_outputs(out: Path, results, samples, *, timing: Timing, meta: dict, op
 
 
 def machine_meta(argv: list[str]) -> dict:
-    nginx = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True).stderr.strip().partition("/")[2]
+    nginx = command_version([nginx_binary(), "-v"]).partition("/")[2]
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -342,12 +342,14 @@ def readme_block(results: dict, images: list[str]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def replace_readme_block(readme: str, block: str) -> str:
-    """`readme` with the text between the bench markers replaced; ValueError if the markers are missing."""
-    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+def replace_readme_block(
+    readme: str, block: str, begin_marker: str = README_BEGIN, end_marker: str = README_END
+) -> str:
+    """`readme` with the text between the markers (default: the bench's) replaced; ValueError if they are missing."""
+    begin, end = readme.find(begin_marker), readme.find(end_marker)
     if begin < 0 or end < begin:
-        raise ValueError(f"README has no {README_BEGIN!r} ... {README_END!r} block")
-    return readme[: begin + len(README_BEGIN)] + "\n" + block + "\n" + readme[end:]
+        raise ValueError(f"README has no {begin_marker!r} ... {end_marker!r} block")
+    return readme[: begin + len(begin_marker)] + "\n" + block + "\n" + readme[end:]
 
 
 def write_raw(results: dict, folder: Path) -> list[Path]:
