@@ -1,8 +1,10 @@
 """Start and stop the whole fleet: `python -m fleet.launcher up|down` (behind scripts/run and scripts/stop).
 
 `up` writes var/fleet.env and var/nginx.conf from the environment (see the README's settings table), starts
-supervisord with deploy/supervisord.conf, seeds the embedded database if it is empty, and returns once nginx and
-every app process answer /readyz. Running it while the fleet is up changes nothing and reports the fleet.
+supervisord with deploy/supervisord.conf, seeds the embedded database (rewrites the `world` or `fortune`
+collection whenever its document count is not the expected 10,000 or 12: fleet/seed.py; notes are never touched),
+and returns once nginx and every app process answer /readyz. Running it while the fleet is up changes nothing and
+reports the fleet.
 `down` shuts supervisord down (it stops every process, app processes draining first) and waits until every
 process it ran has exited.
 """
@@ -62,6 +64,8 @@ def seed_embedded(config: FleetConfig, settings, log) -> None:
         except PyMongoError as exc:
             if time.monotonic() > deadline:
                 raise FleetError(f"embedded database not reachable: {exc}; see {config.var_dir}/log/db.log") from None
+            # A refused connection fails at once: don't spin on it.
+            time.sleep(0.2)
     if any(written.values()):
         log(f"seeded {written['world']} world and {written['fortune']} fortune documents")
 

@@ -52,9 +52,7 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
         outcomes = load.result.outcomes
         missing = set(load.result.acknowledged) - all_note_ids(config.url)
     finally:
-        logs = config.var_dir / "log"
-        kept = Path(tempfile.mkdtemp(prefix=f"fleet-switch-trial-logs-{procs}-"))
-        shutil.copytree(logs, kept, dirs_exist_ok=True)
+        kept = keep_logs(config.var_dir / "log", procs, log)
         sandbox.stop_fleet(config)
     for row in rows:
         during = [o for o in outcomes if row["started"] <= o.started <= row["ended"]]
@@ -69,15 +67,30 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
     total_failed = sum(1 for o in outcomes if o.failed)
     for outcome in [o for o in outcomes if o.failed][:10]:
         log(f"failed: {outcome.op} after {outcome.latency:.2f}s: {outcome.error}")
-    if total_failed:
+    if total_failed and kept:
         log(f"the fleet's logs (nginx's error log, each process's) are kept in {kept}")
-    else:
+    elif kept:
         shutil.rmtree(kept, ignore_errors=True)
     log(
         f"N={procs}: {len(outcomes)} requests in all, {total_failed} failed, "
         f"{len(load.result.acknowledged)} writes acknowledged, {len(missing)} of them missing afterwards"
     )
     return rows
+
+
+def keep_logs(logs: Path, procs: int, log) -> Path | None:
+    """A copy of the fleet's logs, which go with its folder; None if they cannot be copied (the trial's own error,
+    if any, is the one to report, so this one is only logged)."""
+    kept = None
+    try:
+        kept = Path(tempfile.mkdtemp(prefix=f"fleet-switch-trial-logs-{procs}-"))
+        shutil.copytree(logs, kept, dirs_exist_ok=True)
+    except OSError as exc:
+        log(f"could not keep the fleet's logs: {exc}")
+        if kept:
+            shutil.rmtree(kept, ignore_errors=True)
+        return None
+    return kept
 
 
 def table(rows: list[dict]) -> str:
@@ -100,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=6.0, help="requests per second per client (default 6)")
     args = parser.parse_args(argv)
     rows = []
-    for procs in args.procs:
-        rows += trial(procs, args.clients, args.rate)
+    try:
+        for procs in args.procs:
+            rows += trial(procs, args.clients, args.rate)
+    except (RuntimeError, OSError) as exc:  # RuntimeError includes launcher.FleetError
+        print(f"switch_trial: error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(table(rows))
     return 1 if any(r["failed"] for r in rows) else 0

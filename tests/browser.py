@@ -25,6 +25,8 @@ FLAGS = [
     "--headless",
     "--no-sandbox",  # tests run as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
+    # Containers and CI runners often have a small /dev/shm; Chromium then crashes on larger pages.
+    "--disable-dev-shm-usage",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",

@@ -35,37 +35,47 @@ def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, list]:
     return thread, out
 
 
+def wait_for_log(app, text: str, timeout: float = 10) -> None:
+    assert probe.wait_until(lambda: text in app.log_text(), timeout, interval=0.05), f"{text!r} not logged"
+
+
 def test_a_stalled_process_sheds_waiting_gets_but_not_posts_nor_the_blocking_request(start_app):
     neighbour = start_app()
     # FLEET_APP_PORTS names a healthy neighbour, as in a fleet: the shedder sheds only if another process answers.
     app = start_app(FLEET_FAULTS="true", FLEET_WATCHDOG_MS="200", FLEET_APP_PORTS=str(neighbour.port))
-    in_flight, in_flight_result = in_thread(get, f"{app.url}/fault/sleep?seconds=2", timeout=10)
-    time.sleep(0.3)  # the slow GET is now in flight (awaiting), as a request waiting on the database would be
-    blocker, blocker_result = in_thread(get, f"{app.url}/fault/block?seconds=2", timeout=10)
-    time.sleep(0.6)  # the stall is seen (200 ms) and shed
+    # Awaiting, as a request waiting on the database would be; it outlasts the block, so that it is still in
+    # flight when the stall is shed however slowly this machine gets there.
+    in_flight, in_flight_result = in_thread(get, f"{app.url}/fault/sleep?seconds=5", timeout=20)
+    # /readyz counts itself: 2 means the slow GET is in flight.
+    assert probe.wait_until(lambda: get(f"{app.url}/readyz").json()["in_flight"] >= 2, 10, interval=0.05)
+    blocker, blocker_result = in_thread(get, f"{app.url}/fault/block?seconds=3", timeout=20)
+    wait_for_log(app, "waiting GET/HEAD request(s) for nginx to retry elsewhere")  # the stall is seen and shed
     poster, post_result = in_thread(request, "POST", f"{app.url}/api/notes", {"title": "during a stall"}, timeout=10)
     with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
         get(f"{app.url}/json", timeout=10)  # arriving during the stall: closed at once, for nginx to retry elsewhere
     for thread in (in_flight, blocker, poster):
-        thread.join(15)
+        thread.join(25)
 
     assert isinstance(in_flight_result[0], (ConnectionError, http.client.RemoteDisconnected)), in_flight_result
     assert blocker_result[0].status == 200  # the request running the blocking code is never sent elsewhere
     assert post_result[0].status == 201  # a POST is served once the loop is free: nginx would not retry it
     assert "waiting GET/HEAD request(s) for nginx to retry elsewhere" in app.log_text()
-    ready = get(f"{app.url}/readyz").json()
-    assert ready["in_flight"] == 1  # every shed request was finished and forgotten (only this one is left)
+    # Every shed request is finished and forgotten once its handler returns (the slow GET's after its 5 s): only
+    # the /readyz asking is left.
+    assert probe.wait_until(lambda: get(f"{app.url}/readyz").json()["in_flight"] == 1, 10, interval=0.1)
 
 
 def test_a_stalled_process_sheds_nothing_when_no_other_process_answers(start_app):
     # The neighbour named in FLEET_APP_PORTS is not there: shedding would only turn waiting into a 502.
     app = start_app(FLEET_FAULTS="true", FLEET_WATCHDOG_MS="200", FLEET_APP_PORTS=str(free_port_block(1)))
-    blocker, blocker_result = in_thread(get, f"{app.url}/fault/block?seconds=1.5", timeout=10)
-    time.sleep(0.6)
-    assert get(f"{app.url}/json", timeout=10).status == 200  # served after the stall
-    blocker.join(10)
+    blocker, blocker_result = in_thread(get, f"{app.url}/fault/block?seconds=3", timeout=20)
+    wait_for_log(app, "no other process answers /healthz: not shedding")
+    assert get(f"{app.url}/json", timeout=20).status == 200  # arriving during the stall: served after it
+    blocker.join(20)
     assert blocker_result[0].status == 200
-    assert "no other process answers /healthz: not shedding" in app.log_text()
+
+
+BLOCK_SECONDS = 3
 
 
 @pytest.mark.fleet
@@ -90,7 +100,7 @@ def test_with_three_processes_one_blocked_requests_through_nginx_keep_succeeding
         time.sleep(1.0)
         block_started = time.monotonic()
         # Through nginx, like a slow GET ("query of death"): it blocks one process and is not replayed elsewhere.
-        blocked = get(f"{fleet.url}/fault/block?seconds=3", timeout=30)
+        blocked = get(f"{fleet.url}/fault/block?seconds={BLOCK_SECONDS}", timeout=30)
         block_ended = time.monotonic()
         time.sleep(0.5)
     finally:
@@ -102,17 +112,20 @@ def test_with_three_processes_one_blocked_requests_through_nginx_keep_succeeding
     failures = [r for r in results if r[2] != 200]
     assert failures == [], f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
     during = [seconds for started, seconds, _ in results if block_started <= started < block_ended]
-    assert len(during) > 50
-    quick = [seconds for seconds in during if seconds < 1.0]
-    assert len(quick) >= 0.8 * len(during), f"only {len(quick)} of {len(during)} finished within 1 s"
-    # Not even the requests already on their way to the blocked process waited for the end of the block.
-    assert max(seconds for _, seconds, _ in results) < 2.5
-    # The slow GET ran once, on one process: no other loop was blocked for anything like 3 s (a busy machine may
-    # stall a loop briefly, hence not "no stall at all").
+    assert len(during) >= 2 * len(clients), f"only {len(during)} requests sent during the block"
+    # The target: most finish well before the block ends.
+    quick = [seconds for seconds in during if seconds < BLOCK_SECONDS / 3]
+    assert len(quick) >= 0.8 * len(during), f"only {len(quick)} of {len(during)} finished in a third of the block"
+    # Hardly any waited out the block: only a connection the process accepted in the same loop turn as the slow
+    # GET may (see the README, "Blast radius").
+    waited = [seconds for _, seconds, _ in results if seconds >= 0.8 * BLOCK_SECONDS]
+    assert len(waited) <= max(2, len(results) // 100), f"{len(waited)} of {len(results)} waited out the block"
+    # The slow GET ran once, on one process: no other loop was blocked for anything like the block (a busy machine
+    # may stall a loop briefly, hence not "no stall at all").
     victim = blocked.json()["port"]
     worst = {port: probe.ready(port)["loop_lag_max_ms"] for port in fleet.app_ports}
-    assert worst[victim] >= 2500, worst
-    assert all(lag < 2000 for port, lag in worst.items() if port != victim), worst
+    assert worst[victim] >= 0.8 * BLOCK_SECONDS * 1000, worst
+    assert all(lag < 0.5 * BLOCK_SECONDS * 1000 for port, lag in worst.items() if port != victim), worst
 
 
 # --- the benchmark program ------------------------------------------------------------------------------------------
@@ -186,4 +199,5 @@ def test_a_small_run_writes_the_table_the_raw_numbers_and_the_plots(tmp_path, mo
     )
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old figures" not in text
-    assert "Target met" in text and "blast-radius.png)" in text
+    # The verdict is there; whether this tiny run on a busy machine met the target is not this test's business.
+    assert ("Target met:" in text or "Target NOT met:" in text) and "blast-radius.png)" in text
