@@ -26,7 +26,6 @@ import csv
 import dataclasses
 import datetime
 import gzip
-import http.client
 import json
 import os
 import re
@@ -272,15 +271,11 @@ class Fleet:
             raise BenchError(f"nginx did not load option {variant.name!r}; see {self.config.var_dir}/log/")
 
     def _variant_tag(self) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.config.port, timeout=2)
         try:
-            conn.request("GET", "/_blast_variant")
-            response = conn.getresponse()
-            return response.read().decode() if response.status == 200 else ""
+            response = probe.request("GET", f"{self.config.url}/_blast_variant", timeout=2)
         except OSError:
             return ""
-        finally:
-            conn.close()
+        return response.text if response.status == 200 else ""
 
     def stalls(self) -> dict[int, int]:
         """Each process's watchdog stall count (the fleet is idle and every loop free when this is called)."""

@@ -21,6 +21,7 @@ import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
+from fleet import probe
 from fleet.bench.stats import percentile
 
 # What each client does, in turn; `_send` turns a step into a request and `_check` knows its expected status.
@@ -168,20 +169,16 @@ def _check(op: str, status: int, body: bytes) -> str:
 
 def all_note_ids(url: str, timeout: float = 15.0) -> set[str]:
     """Every note id the API lists, page by page (newest first): what a user can read back."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     ids: set[str] = set()
     cursor = ""
-    try:
-        while True:
-            conn.request("GET", f"/api/notes?limit=100{'&cursor=' + cursor if cursor else ''}")
-            response = conn.getresponse()
-            page = json.loads(response.read())
-            if response.status != 200:
-                raise RuntimeError(f"GET /api/notes answered {response.status}: {page}")
-            ids.update(note["id"] for note in page["notes"])
-            cursor = page["next_cursor"]
-            if not cursor:
-                return ids
-    finally:
-        conn.close()
+    while True:
+        response = probe.request(
+            "GET", f"{url.rstrip('/')}/api/notes?limit=100{'&cursor=' + cursor if cursor else ''}", timeout=timeout
+        )
+        page = response.json()
+        if response.status != 200:
+            raise RuntimeError(f"GET /api/notes answered {response.status}: {page}")
+        ids.update(note["id"] for note in page["notes"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return ids
