@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterable, Sequence
 
 from app import status
 from app.settings import Settings, SettingsError
@@ -72,14 +73,16 @@ def collect_url(url: str) -> dict:
     return body
 
 
+def text_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """Left-aligned columns two spaces apart, headers first: the one table layout of the fleet's terminal tools
+    (scripts/status here, `scripts/switch-db-mode --status` in fleet/rolling.py)."""
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+
+
 def render(report: dict) -> str:
-    rows = [[str(get(p)) for _, get in COLUMNS] for p in report["processes"]]
-    headers = [name for name, _ in COLUMNS]
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    ]
+    lines = text_table([name for name, _ in COLUMNS], ([get(p) for _, get in COLUMNS] for p in report["processes"]))
     summary = report["summary"]
     others = [
         f"{n} {state.replace('_', ' ')}" for state, n in summary.items() if state not in ("processes", "ready") and n
