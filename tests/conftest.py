@@ -13,11 +13,15 @@ fleets under supervisord with nginx. Nothing here mocks a driver.
   temporary folder on free ports; every fleet it started is stopped at teardown, also when the test fails.
 - `fleet` (module, per mode): a running 2-process fleet, shared by the tests of a module.
 - `module_fleet(mode, procs, **env)`: makes a module-scoped fixture with one fleet of that mode and settings.
+- `app_processes(log_dir, ready_path, **env)`: what `start_app` is made of, for app processes with other settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,12 +70,14 @@ def app_url(request, mongo_uri, tmp_path_factory):
         app.stop()
 
 
-@pytest.fixture
-def start_app(mongo_uri, tmp_path):
+@contextlib.contextmanager
+def app_processes(log_dir: Path, ready_path: str = "/readyz", **base_env: str) -> Iterator[Callable[..., AppProcess]]:
+    """`start(**env)` starts an app process with `base_env` and `env` (see `fleet.sandbox.start_app`); every one
+    started is stopped when the block ends."""
     started: list[AppProcess] = []
 
     def start(**env: str) -> AppProcess:
-        started.append(start_app_process({"MONGODB_URI": mongo_uri, **env}, tmp_path))
+        started.append(start_app_process({**base_env, **env}, log_dir, ready_path=ready_path))
         return started[-1]
 
     try:
@@ -79,6 +85,12 @@ def start_app(mongo_uri, tmp_path):
     finally:
         for app in started:
             app.stop()
+
+
+@pytest.fixture
+def start_app(mongo_uri, tmp_path):
+    with app_processes(tmp_path, MONGODB_URI=mongo_uri) as start:
+        yield start
 
 
 class FleetFactory:

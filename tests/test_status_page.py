@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from fleet.config import ROOT
-from fleet.sandbox import AppProcess, free_port_block, start_app
+from fleet.sandbox import free_port_block
 from fleet.supervisor import Supervisor, app_port
 from tests.browser import Chromium
 from tests.client import get
-from tests.conftest import module_fleet
+from tests.conftest import app_processes, module_fleet
 
 pytestmark = pytest.mark.fleet
 
@@ -170,19 +170,9 @@ async def _browse_kill_and_restart(fleet, workdir: Path) -> None:
 
 @pytest.fixture
 def lone_process(tmp_path):
-    """Start one app process whose database is unreachable, with the given extra settings; yields the process."""
-    started: list[AppProcess] = []
-
-    def start(**env: str) -> AppProcess:
-        settings = {"FLEET_DB_TIMEOUT_MS": "200", "FLEET_DB_MODE": "async", **env}
-        started.append(start_app(settings, tmp_path, ready_path="/healthz"))
-        return started[-1]
-
-    try:
+    """Start one app process whose database is unreachable, with the given extra settings; returns the process."""
+    with app_processes(tmp_path, ready_path="/healthz", FLEET_DB_TIMEOUT_MS="200", FLEET_DB_MODE="async") as start:
         yield start
-    finally:
-        for app in started:
-            app.stop()
 
 
 def test_the_status_page_leaks_no_database_credentials(lone_process):
