@@ -7,11 +7,11 @@ For each process, in turn:
 2. supervisord starts it again; it reads the env file (var/fleet.env) at start.
 3. It must answer /readyz on its own port with a new pid and the expected database mode, and supervisord must
    see it RUNNING.
-4. nginx must route to it again. With `max_fails` set on the upstream servers, nginx skips a process for
-   `fail_timeout` after a refused connect, so right after step 3 it may still consider this one down; stopping
-   the next process then would leave nginx with no live process at all (N = 2: every request answered 502 "no
-   live upstreams", measured). So the step ends only once a /readyz sent through nginx is answered by the new
-   pid (at once with `max_fails=0`).
+4. nginx must route to it again: the step ends only once a /readyz sent through nginx is answered by the new
+   pid. With the shipped `max_fails=0` that is at once. It guards against `max_fails > 0` (the upstream's first
+   setting): nginx then skips a process for `fail_timeout` after a refused connect, so right after step 3 it
+   could still consider this one down, and stopping the next process would leave nginx with no live process at
+   all (N = 2: every request answered 502 "no live upstreams", measured).
 Only then is the next process touched. A process that exits or is not ready by the deadline is stopped (so nginx
 never sends it a request it cannot serve), the others keep serving, and the command says which process failed,
 the end of its log, and the command to run next. Processes that are not serving are restarted first: restarting

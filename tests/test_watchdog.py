@@ -31,9 +31,11 @@ def test_the_watchdog_logs_the_blocking_function_once_per_stall(caplog):
 
     watchdog = asyncio.run(scenario())
     stacks = [r.getMessage() for r in caplog.records if "stack" in r.getMessage()]
-    assert len(stacks) == 2, stacks
-    assert all("block_the_loop_for_the_test()" in s and "test_watchdog.py" in s for s in stacks)
-    assert watchdog.stalls == 2
+    # Only the two long blocks count: a busy machine may stall the loop briefly elsewhere too. Each is named, and
+    # once (a stack per watchdog tick would be several per block).
+    named = [s for s in stacks if "block_the_loop_for_the_test()" in s and "test_watchdog.py" in s]
+    assert len(named) == 2, stacks
+    assert watchdog.stalls >= 2
     assert watchdog.max_lag >= 0.4
     assert watchdog.current_lag < 0.4  # the loop is free again
 
@@ -64,14 +66,14 @@ def test_on_stall_runs_again_and_again_while_the_stall_lasts():
 def test_a_blocked_process_logs_the_handler_and_reports_the_lag_on_readyz(start_app):
     app = start_app(FLEET_FAULTS="true", FLEET_WATCHDOG_MS="200")
     before = get(f"{app.url}/readyz").json()
-    assert before["loop_stalls"] == 0 and before["loop_lag_max_ms"] < 200
 
     blocked = get(f"{app.url}/fault/block?seconds=1")
     assert blocked.status == 200 and blocked.json()["blocked_seconds"] >= 1
     assert blocked.json()["port"] == app.port
 
     after = get(f"{app.url}/readyz").json()
-    assert after["loop_stalls"] == 1
+    # At least this stall (a busy machine may have stalled the loop briefly before or since).
+    assert after["loop_stalls"] >= before["loop_stalls"] + 1
     assert after["loop_lag_max_ms"] >= 800
     log = app.log_text()
     assert "block_event_loop()" in log and "app/handlers/fault.py" in log
