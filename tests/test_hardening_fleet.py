@@ -147,6 +147,20 @@ def test_the_largest_valid_note_passes_the_body_limit(hard_fleet):
     assert request("DELETE", f"{hard_fleet.url}/api/notes/{response.json()['id']}").status == 204
 
 
+def test_large_bodies_and_responses_pass_when_the_fleet_folder_is_private(hard_fleet):
+    """A checkout in a private folder (/root is 0700): nginx's workers (`nobody` under a root master) cannot
+    enter var/nginx/tmp, so nothing may need a temp file there."""
+    os.chmod(hard_fleet.var_dir, 0o700)
+    try:
+        big = json.dumps({"title": "big", "body": "a" * 200_000}).encode()  # over nginx's default 16k body buffer
+        refused = request("POST", f"{hard_fleet.url}/api/notes", raw=big)
+        assert (refused.status, refused.json()["field"]) == (400, "body")  # the app's answer, not nginx's 500
+        response = get(f"{hard_fleet.url}/queries?queries=500")
+        assert response.status == 200 and len(response.json()) == 500
+    finally:
+        os.chmod(hard_fleet.var_dir, 0o755)
+
+
 def test_app_responses_carry_the_security_headers(hard_fleet):
     for path, status in (("/api/notes?limit=1", 200), ("/json", 200), ("/fortunes", 200), ("/nope", 404)):
         response = get(hard_fleet.url + path)
