@@ -19,15 +19,11 @@ import time
 from pathlib import Path
 
 from fleet import launcher, sandbox
+from fleet.bench.stats import percentile
 from fleet.config import ROOT
 from fleet.loadgen import Load, all_note_ids
 
 MODES = ("threads", "async", "motor")
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[int(share * (len(ordered) - 1))] if ordered else 0.0
 
 
 def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
@@ -61,7 +57,7 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
             requests=len(during),
             writes=sum(1 for o in during if o.op == "write"),
             failed=sum(1 for o in during if o.failed),
-            p99_ms=1000 * percentile([o.latency for o in during], 0.99),
+            p99_ms=1000 * percentile([o.latency for o in during], 99),
             max_ms=1000 * max((o.latency for o in during), default=0.0),
         )
     total_failed = sum(1 for o in outcomes if o.failed)
