@@ -1,12 +1,14 @@
 """deploy/nginx.conf and deploy/supervisord.conf agree, parsed by nginx and supervisor themselves."""
 
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from supervisor.options import ServerOptions
 
+from app.settings import MAX_DRAIN_SECONDS, Settings, SettingsError
 from fleet.config import NGINX_TEMPLATE, SUPERVISORD_CONF, FleetConfig, nginx_binary, render_nginx
 
 
@@ -81,4 +83,8 @@ def test_the_database_mode_is_not_in_supervisord_conf():
 def test_app_stop_timeout_exceeds_the_drain_deadline(monkeypatch, tmp_path):
     config = FleetConfig(var_dir=tmp_path)
     app = supervisor_groups(monkeypatch, config)["app"].process_configs[0]
-    assert app.stopwaitsecs > config.app_settings().drain_seconds + 5
+    # SIGTERM starts the drain; supervisord's SIGKILL must come after the longest drain the settings allow.
+    assert app.stopsignal == signal.SIGTERM
+    assert app.stopwaitsecs > MAX_DRAIN_SECONDS
+    with pytest.raises(SettingsError, match="FLEET_DRAIN_SECONDS: must be at most"):
+        Settings.from_mapping({"FLEET_DRAIN_SECONDS": str(MAX_DRAIN_SECONDS + 1)})
