@@ -30,12 +30,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from fleet import launcher, probe, sandbox
+from fleet import launcher, nginx_reload, probe, sandbox
 from fleet.bench.errors import BenchError
 from fleet.bench.machine import command_version
 from fleet.bench.report import replace_readme_block
@@ -237,7 +236,6 @@ class Fleet:
         self.config: FleetConfig = sandbox.fleet_config(mode, procs, mongodb_uri=db_uri, prefix="blast-", **env)
         self.supervisor: Supervisor | None = None
         self.base_conf = ""
-        self.reloads = 0
 
     def __enter__(self) -> Fleet:
         try:
@@ -252,30 +250,11 @@ class Fleet:
         sandbox.stop_fleet(self.config)
 
     def use(self, variant: Variant) -> None:
-        self.reloads += 1
-        tag = f"{variant.name} {self.reloads}"
-        marker = Edit(r"^([ \t]*)server_name _;\n", rf"\g<0>\1location = /_blast_variant {{ return 200 '{tag}'; }}\n")
-        conf = Variant(variant.name, "", (*variant.edits, marker)).apply(self.base_conf)
-        path = self.config.var_dir / "nginx.conf"
-        path.write_text(conf)
-        check = subprocess.run(
-            [nginx_binary(), "-t", "-q", "-p", f"{self.config.var_dir}/nginx/", "-c", str(path), "-e", "stderr"],
-            capture_output=True,
-            text=True,
-        )
-        if check.returncode != 0:
-            raise BenchError(f"nginx rejects option {variant.name!r}: {check.stderr.strip()}")
-        self.supervisor.rpc.signalProcess("nginx", "HUP")
-        loaded = probe.wait_until(lambda: self._variant_tag() == tag, 15, interval=0.1)
-        if not loaded:
-            raise BenchError(f"nginx did not load option {variant.name!r}; see {self.config.var_dir}/log/")
-
-    def _variant_tag(self) -> str:
+        """Reload nginx with `variant` applied to the shipped config; returns once only it answers."""
         try:
-            response = probe.request("GET", f"{self.config.url}/_blast_variant", timeout=2)
-        except OSError:
-            return ""
-        return response.text if response.status == 200 else ""
+            nginx_reload.load(self.config, self.supervisor, variant.apply(self.base_conf), variant.name)
+        except nginx_reload.ReloadError as exc:
+            raise BenchError(str(exc)) from None
 
     def stalls(self) -> dict[int, int]:
         """Each process's watchdog stall count (the fleet is idle and every loop free when this is called)."""
