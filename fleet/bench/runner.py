@@ -22,6 +22,7 @@ from app.settings import embedded_uri
 from fleet import launcher, probe
 from fleet.bench import references, wrk
 from fleet.bench.endpoints import ENDPOINTS
+from fleet.bench.errors import BenchError
 from fleet.bench.machine import machine_info
 from fleet.bench.stats import measurement
 from fleet.config import FleetConfig
@@ -272,14 +273,6 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
                         found.append(
                             measurement("direct", name, runs, mode=mode, loop=loop, procs=1, path=endpoint.path)
                         )
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot go on; the message says why. `partial`: the results measured until then, if any."""
-
-    def __init__(self, message: str, partial: dict | None = None):
-        super().__init__(message)
-        self.partial = partial
 
 
 @contextlib.contextmanager
