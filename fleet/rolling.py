@@ -35,6 +35,7 @@ from pathlib import Path
 from app.settings import Settings, SettingsError, read_env_file
 from fleet import probe
 from fleet.config import FleetConfig
+from fleet.status import text_table
 from fleet.supervisor import Supervisor, app_port
 
 READY_TIMEOUT = 60.0
@@ -148,12 +149,8 @@ def status(fleet: Fleet) -> list[ProcessStatus]:
 
 def format_status(rows: list[ProcessStatus]) -> str:
     header = ("process", "port", "pid", "state", "mode", "ready", "readyz")
-    table = [header] + [
-        (r.name, str(r.port), str(r.pid or "-"), r.state, r.mode or "-", "yes" if r.ready else "NO", r.detail)
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
+    table = ((r.name, r.port, r.pid or "-", r.state, r.mode or "-", "yes" if r.ready else "NO", r.detail) for r in rows)
+    return "\n".join(text_table(header, table))
 
 
 @contextlib.contextmanager
