@@ -18,7 +18,6 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from app.settings import embedded_uri
 from fleet import launcher, probe
 from fleet.bench import references, wrk
 from fleet.bench.endpoints import ENDPOINTS
@@ -27,12 +26,11 @@ from fleet.bench.machine import machine_info
 from fleet.bench.stats import measurement
 from fleet.config import FleetConfig
 from fleet.sandbox import (
+    embedded_db,
     fleet_config,
     free_port_block,
     short_tmp_dir,
-    start_embedded_db,
     stop_fleet,
-    stop_process,
 )
 
 # Seconds a fleet takes to boot and stop (for the time estimate only).
@@ -104,29 +102,25 @@ def run(plan: Plan, *, progress: Callable[[str], None] | None = None) -> dict:
     folder = short_tmp_dir("bench-")
     measurements: list[dict] = []
     info: dict = {}
-    db_server = None
     try:
         info = machine_info()
         pipeline_script = wrk.write_pipeline_script(folder)
         cell = CellRunner(plan, pipeline_script, progress)
-        db_uri = plan.mongodb_uri
-        if not plan.url:
-            port = free_port_block(1)
-            progress(f"starting the embedded database on 127.0.0.1:{port} and seeding it")
-            db_server = start_embedded_db(port, folder / "db", folder / "db.log")
-            db_uri = embedded_uri(port)
-        measure_references(plan, cell, folder, db_uri, progress, found=measurements)
-        if plan.url:
-            measure_given_fleet(plan, cell, found=measurements)
-        else:
-            measure_fleets(plan, cell, db_uri, progress, found=measurements)
+        with contextlib.ExitStack() as stack:
+            db_uri = plan.mongodb_uri
+            if not plan.url:
+                progress("starting the embedded database and seeding it")
+                db_uri = stack.enter_context(embedded_db(folder / "db", folder))
+            measure_references(plan, cell, folder, db_uri, progress, found=measurements)
+            if plan.url:
+                measure_given_fleet(plan, cell, found=measurements)
+            else:
+                measure_fleets(plan, cell, db_uri, progress, found=measurements)
     except (BenchError, wrk.WrkError, RuntimeError, OSError) as exc:
         # Minutes of measurements are worth keeping even when a later cell fails.
         partial = {"config": config_of(plan), "machine": info, "measurements": measurements}
         raise BenchError(str(exc), partial=partial if info and measurements else None) from exc
     finally:
-        if db_server is not None:
-            stop_process(db_server)
         shutil.rmtree(folder, ignore_errors=True)
     return {"config": config_of(plan), "machine": info, "measurements": measurements}
 

@@ -15,7 +15,6 @@ import re
 import shutil
 from collections.abc import Callable
 
-from app.settings import embedded_uri
 from fleet import nginx_reload
 from fleet.bench import runner, wrk
 from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
@@ -23,7 +22,7 @@ from fleet.bench.machine import machine_info, summary_line
 from fleet.bench.report import fmt_ms, fmt_rate, fmt_ratio, table
 from fleet.bench.stats import measurement, ratio
 from fleet.config import FleetConfig
-from fleet.sandbox import free_port_block, short_tmp_dir, start_embedded_db, stop_process
+from fleet.sandbox import embedded_db, short_tmp_dir
 from fleet.supervisor import Supervisor
 
 NGINX_ENDPOINTS = ("json", "db")
@@ -96,19 +95,14 @@ def run(plan: runner.Plan, progress=None) -> dict:
     progress = progress or runner.Progress(estimate_seconds(plan))
     folder = short_tmp_dir("tune-")
     measurements: list[dict] = []
-    db_server = None
     try:
         info = machine_info()
         cell = runner.CellRunner(plan, wrk.write_pipeline_script(folder), progress)
-        port = free_port_block(1)
-        progress(f"starting the embedded database on 127.0.0.1:{port} and seeding it")
-        db_server = start_embedded_db(port, folder / "db", folder / "db.log")
-        db_uri = embedded_uri(port)
-        measurements += tune_nginx(cell, db_uri, progress)
-        measurements += tune_app(cell, db_uri, progress, info["nproc"] or 1)
+        progress("starting the embedded database and seeding it")
+        with embedded_db(folder / "db", folder) as db_uri:
+            measurements += tune_nginx(cell, db_uri, progress)
+            measurements += tune_app(cell, db_uri, progress, info["nproc"] or 1)
     finally:
-        if db_server is not None:
-            stop_process(db_server)
         shutil.rmtree(folder, ignore_errors=True)
     return {"config": runner.config_of(plan), "machine": info, "measurements": measurements}
 
