@@ -16,7 +16,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from app.settings import DEFAULT_DB_PORT, Settings, SettingsError, embedded_uri, env_name, write_env_file
+from app.settings import DEFAULT_DB_PORT, Settings, SettingsError, embedded_uri, env_name, parse_bool, write_env_file
+from fleet import prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -43,6 +44,13 @@ class FleetConfig:
     mongodb_uri: str | None = None
     # App settings (FLEET_DB_MODE, ...) for the env file, as given; validated by `app_settings()`.
     app_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Debian's prometheus under supervisord on 127.0.0.1 (fleet/prometheus.py renders its files either way).
+    prometheus: bool = False
+    prometheus_port: int = 9090
+    prometheus_interval: str = "15s"
+    # nginx's access and error logs are renamed past this size, and nginx told to reopen them (fleet/logrotate.py).
+    nginx_log_max_bytes: int = 10 * 1024 * 1024
+    nginx_log_backups: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:
@@ -53,6 +61,9 @@ class FleetConfig:
             ("FLEET_PROCS", "procs", int),
             ("FLEET_APP_PORT_BASE", "app_port_base", int),
             ("FLEET_DB_PORT", "db_port", int),
+            ("FLEET_PROMETHEUS_PORT", "prometheus_port", int),
+            ("FLEET_NGINX_LOG_MAXBYTES", "nginx_log_max_bytes", int),
+            ("FLEET_NGINX_LOG_BACKUPS", "nginx_log_backups", int),
         ):
             if environ.get(var, "").strip():
                 try:
@@ -63,6 +74,14 @@ class FleetConfig:
             kwargs["var_dir"] = Path(environ["FLEET_VAR_DIR"]).resolve()
         if environ.get("MONGODB_URI", "").strip():
             kwargs["mongodb_uri"] = environ["MONGODB_URI"].strip()
+        if environ.get("FLEET_PROMETHEUS", "").strip():
+            try:
+                kwargs["prometheus"] = parse_bool(environ["FLEET_PROMETHEUS"])
+            except ValueError:
+                raw = environ["FLEET_PROMETHEUS"]
+                raise SettingsError(f"FLEET_PROMETHEUS={raw!r}: expected true or false") from None
+        if environ.get("FLEET_PROMETHEUS_INTERVAL", "").strip():
+            kwargs["prometheus_interval"] = environ["FLEET_PROMETHEUS_INTERVAL"].strip()
         app_vars = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"}
         kwargs["app_env"] = {k: v for k, v in environ.items() if k in app_vars}
         config = cls(**kwargs)
@@ -84,6 +103,25 @@ class FleetConfig:
         if self.port == self.db_port:
             raise SettingsError("FLEET_DB_PORT: must differ from FLEET_PORT")
         self.check_metrics_ports(self.app_settings().metrics_port_offset)
+        self.check_prometheus()
+        if self.nginx_log_max_bytes < 0:
+            raise SettingsError("FLEET_NGINX_LOG_MAXBYTES: must be 0 (never rotate) or a size in bytes")
+        if self.nginx_log_backups < 1:
+            raise SettingsError("FLEET_NGINX_LOG_BACKUPS: must be at least 1")
+
+    def check_prometheus(self) -> None:
+        if not prometheus.INTERVAL.match(self.prometheus_interval):
+            raise SettingsError(f"FLEET_PROMETHEUS_INTERVAL: {self.prometheus_interval!r} is not a duration like 15s")
+        if not self.prometheus:
+            return
+        offset = self.app_settings().metrics_port_offset
+        if not offset:
+            raise SettingsError("FLEET_PROMETHEUS: needs metrics listeners (FLEET_METRICS_PORT_OFFSET is 0)")
+        taken = {*self.app_ports, *(port + offset for port in self.app_ports), self.port, self.db_port}
+        if not 1 <= self.prometheus_port <= 65535 or self.prometheus_port in taken:
+            raise SettingsError(f"FLEET_PROMETHEUS_PORT: {self.prometheus_port} is not usable or taken by the fleet")
+        if prometheus.binary() is None:
+            raise SettingsError("FLEET_PROMETHEUS: prometheus is not installed (Debian: apt-get install prometheus)")
 
     def check_metrics_ports(self, offset: int) -> None:
         """Each process's metrics port (app port + FLEET_METRICS_PORT_OFFSET) must be free of the other ports."""
@@ -139,6 +177,12 @@ class FleetConfig:
             "FLEET_ENV_FILE": str(self.env_file),
             "FLEET_VENV_BIN": str(venv_bin),
             "FLEET_NGINX": nginx_binary(),
+            "FLEET_PROMETHEUS_AUTOSTART": "true" if self.prometheus else "false",
+            "FLEET_PROMETHEUS_BIN": prometheus.binary() or "/usr/bin/prometheus",
+            "FLEET_PROMETHEUS_PORT": str(self.prometheus_port),
+            "FLEET_LOGROTATE_AUTOSTART": "true" if self.nginx_log_max_bytes else "false",
+            "FLEET_NGINX_LOG_MAXBYTES": str(self.nginx_log_max_bytes),
+            "FLEET_NGINX_LOG_BACKUPS": str(self.nginx_log_backups),
         }
 
     def write_runtime_files(self) -> None:
@@ -146,6 +190,12 @@ class FleetConfig:
         for sub in ("log", "db", "nginx/logs", "nginx/tmp"):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
         write_env_file(self.env_file, self.app_settings().to_env())
+        prometheus.write_files(
+            self.var_dir / "prometheus",
+            app_ports=self.app_ports,
+            metrics_offset=self.app_settings().metrics_port_offset,
+            interval=self.prometheus_interval,
+        )
         (self.var_dir / "nginx.conf").write_text(render_nginx(NGINX_TEMPLATE.read_text(), self.port, self.app_ports))
 
 

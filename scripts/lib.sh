@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts in this folder: install what is missing, idempotently. Sourced, not run.
 # Needs root only when a Debian package is missing (as on a fresh machine).
 
@@ -57,7 +58,9 @@ requirements_includes() {
 
 # requirements_sum FILE : checksum of FILE and the files it includes.
 requirements_sum() {
-    cat "$1" $(requirements_includes "$1") | sha256sum | cut -d' ' -f1
+    local includes
+    mapfile -t includes < <(requirements_includes "$1")
+    cat "$1" "${includes[@]}" | sha256sum | cut -d' ' -f1
 }
 
 # wants_help ARG... : true when the arguments ask for --help (scripts answer it without starting anything).
@@ -72,5 +75,7 @@ wants_help() {
 # The fleet's own packages: nginx from Debian; everything else is in the venv.
 ensure_fleet() {
     ensure_apt nginx
+    # FLEET_PROMETHEUS=true also runs Debian's prometheus under supervisord (README, "Prometheus").
+    case "${FLEET_PROMETHEUS:-}" in 1 | [Tt]rue | [Yy]es | [Oo]n) ensure_apt prometheus ;; esac
     ensure_venv requirements.txt
 }

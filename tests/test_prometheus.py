@@ -1,0 +1,130 @@
+"""Prometheus: the files scripts/run renders agree with the fleet's ports and pass promtool, bad settings are
+refused naming the variable, and Debian's real prometheus, run by supervisord with FLEET_PROMETHEUS=true, sees every
+app process up and raises the stall alert when one process's loop is blocked.
+
+The alert rules themselves are unit-tested by promtool (deploy/prometheus/alerts_test.yml, run by scripts/test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import threading
+import urllib.parse
+
+import pytest
+
+from app.settings import SettingsError
+from fleet import launcher, probe
+from fleet import prometheus as fleet_prometheus
+from fleet.config import FleetConfig
+from fleet.sandbox import fleet_config, free_port_block, stop_fleet
+
+pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus is not installed")
+
+
+def test_rendered_files_follow_the_fleets_ports(tmp_path):
+    config = FleetConfig(
+        var_dir=tmp_path,
+        procs=3,
+        port=18080,
+        app_port_base=18101,
+        db_port=18200,
+        app_env={"FLEET_METRICS_PORT_OFFSET": "500"},
+        prometheus_interval="2s",
+    )
+    config.write_runtime_files()
+    folder = tmp_path / "prometheus"
+    groups = json.loads((folder / "targets.json").read_text())
+    assert groups == [
+        {"targets": [f"127.0.0.1:{port + 500}"], "labels": {"app_port": str(port)}} for port in (18101, 18102, 18103)
+    ]
+    rendered = (folder / "prometheus.yml").read_text()
+    assert "scrape_interval: 2s" in rendered and "evaluation_interval: 2s" in rendered
+    assert f"- {fleet_prometheus.ALERTS}  # fleet:rules" in rendered
+    # Prometheus's own checker accepts the rendered file, its rules file and its targets file.
+    checker = ["promtool", "check", "config", str(folder / "prometheus.yml")]
+    result = subprocess.run(checker, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout
+
+
+def test_no_metrics_listeners_no_targets(tmp_path):
+    FleetConfig(var_dir=tmp_path, procs=2, app_env={"FLEET_METRICS_PORT_OFFSET": "0"}).write_runtime_files()
+    assert json.loads((tmp_path / "prometheus" / "targets.json").read_text()) == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"FLEET_PROMETHEUS": "maybe"}, "FLEET_PROMETHEUS='maybe': expected true or false"),
+        ({"FLEET_PROMETHEUS_INTERVAL": "fast"}, "FLEET_PROMETHEUS_INTERVAL: 'fast' is not a duration"),
+        ({"FLEET_PROMETHEUS": "true", "FLEET_PROMETHEUS_PORT": "8001"}, "FLEET_PROMETHEUS_PORT: 8001 is not usable"),
+        ({"FLEET_PROMETHEUS": "true", "FLEET_PROMETHEUS_PORT": "x"}, "FLEET_PROMETHEUS_PORT='x': expected an integer"),
+        ({"FLEET_PROMETHEUS": "true", "FLEET_METRICS_PORT_OFFSET": "0"}, "FLEET_PROMETHEUS: needs metrics listeners"),
+        ({"FLEET_NGINX_LOG_MAXBYTES": "-1"}, "FLEET_NGINX_LOG_MAXBYTES: must be 0"),
+        ({"FLEET_NGINX_LOG_BACKUPS": "0"}, "FLEET_NGINX_LOG_BACKUPS: must be at least 1"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_variable(environ, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        FleetConfig.from_env({"FLEET_PROCS": "2", **environ})
+
+
+def query(port: int, promql: str) -> list[dict]:
+    status, body = probe.get_json("127.0.0.1", port, "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+    return body["data"]["result"] if status == 200 and body else []
+
+
+def alerts(port: int, name: str) -> list[dict]:
+    status, body = probe.get_json("127.0.0.1", port, "/api/v1/alerts")
+    found = body["data"]["alerts"] if status == 200 and body else []
+    return [alert for alert in found if alert["labels"]["alertname"] == name]
+
+
+@pytest.mark.fleet
+def test_prometheus_sees_every_process_up_and_a_blocked_loop_raises_the_stall_alert():
+    # Scrapes and rule evaluations every second, so the test sees in seconds what takes minutes by default; a 1 s
+    # watchdog threshold, so a busy 2-core machine does not stall a loop by itself.
+    config = dataclasses.replace(
+        fleet_config("motor", 2, FLEET_FAULTS="true", FLEET_WATCHDOG_MS="1000"),
+        prometheus=True,
+        prometheus_port=free_port_block(1),
+        prometheus_interval="1s",
+    )
+    try:
+        launcher.up(config, log=lambda *_: None)
+        prometheus_port = config.prometheus_port
+
+        def every_process_up() -> bool:
+            result = query(prometheus_port, 'up{job="tornado-fleet"}')
+            return sorted((r["metric"]["app_port"], r["value"][1]) for r in result) == [
+                (str(port), "1") for port in config.app_ports
+            ]
+
+        assert probe.wait_until(every_process_up, 20, interval=0.5), query(prometheus_port, "up")
+        # Scraped for real: each process's own series, by its app port.
+        modes = query(prometheus_port, "fleet_process_info")
+        assert sorted(r["metric"]["port"] for r in modes) == [str(port) for port in config.app_ports]
+        blocked = config.app_ports[0]
+        assert alerts(prometheus_port, "FleetEventLoopStalls") == []
+
+        # Block one process's loop for 3 s through its own port (not nginx, which would pick either process).
+        answers: list = []
+        blocker = threading.Thread(
+            target=lambda: answers.append(probe.get_json("127.0.0.1", blocked, "/fault/block?seconds=3", timeout=15))
+        )
+        blocker.start()
+        try:
+            assert probe.wait_until(lambda: alerts(prometheus_port, "FleetEventLoopStalls"), 20, interval=0.5)
+        finally:
+            blocker.join(20)
+        assert answers and answers[0][0] == 200
+        raised = alerts(prometheus_port, "FleetEventLoopStalls")
+        assert {a["labels"]["app_port"] for a in raised} == {str(blocked)}
+        assert all(a["state"] in ("pending", "firing") for a in raised)
+    finally:
+        stop_fleet(config)
