@@ -93,6 +93,13 @@ class Metrics:
             ["operation", "error"],
             registry=self.registry,
         )
+        self._refused = Counter(
+            "fleet_http_refused",
+            "Requests answered 503 + Retry-After by overload protection (app/admission.py), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.refused_total = 0
         # (handler, method, status) -> (counter child, histogram child): labels() costs a lock and validation.
         self._request_children: dict[tuple[str, str, int], tuple] = {}
         self._db_children: dict[str, object] = {}
@@ -119,6 +126,10 @@ class Metrics:
         children[0].inc()
         children[1].observe(request.request_time())
         self.requests_total += 1
+
+    def observe_refusal(self, reason: str) -> None:
+        self._refused.labels(reason).inc()
+        self.refused_total += 1
 
     def observe_db(self, operation: str, seconds: float, error: BaseException | None) -> None:
         child = self._db_children.get(operation)
@@ -155,6 +166,7 @@ class Metrics:
             "in_flight": lifecycle.in_flight if lifecycle else 0,
             "requests_total": self.requests_total,
             "requests_per_s": round(self.requests_per_second(), 1),
+            "refused_total": self.refused_total,
             "db_in_flight": self.db_in_flight,
             "loop": loop_stats(watchdog),
             "pools": pool_stats(app),

@@ -28,6 +28,7 @@ from app.web import make_app
 log = logging.getLogger("fleet.server")
 
 MAX_BODY_BYTES = 1024 * 1024
+LISTEN_BACKLOG = 4096
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +68,7 @@ async def serve(settings: Settings, port: int) -> None:
 
     process_metrics = metrics.Metrics(mode=settings.db_mode, port=port)
     store = metrics.InstrumentedStore(open_store(settings), process_metrics)
-    blocking = BlockingPool(settings.blocking_threads)
+    blocking = BlockingPool(settings.blocking_threads, queue_limit=settings.blocking_queue_limit)
     lifecycle = Lifecycle()
     # Stopped last, so it also names code that blocks the loop during the drain or while closing the store.
     watchdog = Watchdog(settings.watchdog_ms / 1000)
@@ -83,7 +84,9 @@ async def serve(settings: Settings, port: int) -> None:
     # answers Tornado's own early 400s in JSON (app/early_errors.py).
     server = JsonErrorsHTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES, lifecycle=lifecycle)
     try:
-        server.listen(port, address=settings.host)
+        # Backlog 4096, not Tornado's 128: a burst of 512 new connections from nginx overflowed 128 and nginx's
+        # connect timed out (504); the kernel caps it at net.core.somaxconn (4096 here; README "Overload").
+        server.listen(port, address=settings.host, backlog=LISTEN_BACKLOG)
         peers = [(settings.host, other) for other in settings.fleet_ports(port) if other != port]
         if settings.stall_shedding and peers:
             # Alone, a process has no one to pass requests to: nginx would answer 502 instead of waiting.

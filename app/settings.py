@@ -33,6 +33,8 @@ EVENT_LOOPS = ("asyncio", "uvloop")
 # supervisord kills an app process 30 s after SIGTERM (stopwaitsecs, deploy/supervisord.conf): the drain, plus up
 # to 1 s closing idle connections and the store's close, must end well before that, or requests die with it.
 MAX_DRAIN_SECONDS = 25.0
+# nginx's proxy_read_timeout (deploy/nginx.conf) is 30 s: a request's deadline must end before nginx stops waiting.
+MAX_REQUEST_TIMEOUT_MS = 29_000
 
 # The embedded server's retryable-write bookkeeping is O(n) in recent writes: with retryWrites on, its write
 # throughput falls from ~2,000 to ~140 ops/s after 10,000 writes. Real mongod does not need this.
@@ -76,6 +78,19 @@ class Settings:
     db_threads: int = 16
     # Size of the pool application code uses for other blocking calls (app.blocking).
     blocking_threads: int = 4
+    # Overload (app/admission.py, README "Overload"). Requests in progress per process beyond which a request is
+    # answered 503 with Retry-After at once, before it touches the database; nginx's max_conns per process is the
+    # same number (fleet/config.py), so nginx sends the excess to a process with room first. At least 256: with
+    # N = 2 a TechEmpower burst of 512 concurrent clients must be served, not refused.
+    max_in_flight: int = 256
+    # Every request's deadline, from when its handler starts; its database operations get what is left of it as
+    # PyMongo's client-side operation timeout, and past it the answer is a 503. Above /updates?queries=500 under
+    # load, below nginx's proxy_read_timeout (30 s), so the app answers before nginx gives up.
+    request_timeout_ms: int = 15_000
+    # Calls that may wait for a thread of the `threads` store's pool and of app.blocking's pool; beyond that the
+    # caller gets the same fast 503. Calls waiting longer than the request's deadline are useless anyway.
+    db_queue_limit: int = 256
+    blocking_queue_limit: int = 64
     # How long a stopping process lets in-flight requests finish; supervisord's stopwaitsecs must be larger.
     drain_seconds: float = 10.0
     host: str = "127.0.0.1"
@@ -137,8 +152,22 @@ class Settings:
         )
         validate_mongodb_uri(self.mongodb_uri)
         _require(bool(self.db_name) and "." not in self.db_name, "FLEET_DB_NAME", "must be a database name")
-        for name in ("db_timeout_ms", "db_socket_timeout_ms", "db_pool_size", "db_threads", "blocking_threads"):
+        for name in (
+            "db_timeout_ms",
+            "db_socket_timeout_ms",
+            "db_pool_size",
+            "db_threads",
+            "blocking_threads",
+            "max_in_flight",
+            "db_queue_limit",
+            "blocking_queue_limit",
+        ):
             _require(getattr(self, name) >= 1, env_name(name), "must be at least 1")
+        _require(
+            10 <= self.request_timeout_ms <= MAX_REQUEST_TIMEOUT_MS,
+            "FLEET_REQUEST_TIMEOUT_MS",
+            f"must be between 10 and {MAX_REQUEST_TIMEOUT_MS} (nginx gives up on a request after 30 s)",
+        )
         _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
         _require(
             self.drain_seconds <= MAX_DRAIN_SECONDS,

@@ -196,11 +196,16 @@ class FleetConfig:
             metrics_offset=self.app_settings().metrics_port_offset,
             interval=self.prometheus_interval,
         )
-        (self.var_dir / "nginx.conf").write_text(render_nginx(NGINX_TEMPLATE.read_text(), self.port, self.app_ports))
+        (self.var_dir / "nginx.conf").write_text(
+            render_nginx(
+                NGINX_TEMPLATE.read_text(), self.port, self.app_ports, max_conns=self.app_settings().max_in_flight
+            )
+        )
 
 
-def render_nginx(template: str, port: int, app_ports: list[int]) -> str:
-    """Rewrite the lines marked `fleet:` in deploy/nginx.conf for this port and these app ports."""
+def render_nginx(template: str, port: int, app_ports: list[int], *, max_conns: int | None = None) -> str:
+    """Rewrite the lines marked `fleet:` in deploy/nginx.conf for this port and these app ports; `max_conns` (the
+    app's FLEET_MAX_IN_FLIGHT) replaces each server line's max_conns= (None: the template's stays)."""
     out: list[str] = []
     model: str | None = None
     inside = False
@@ -211,6 +216,8 @@ def render_nginx(template: str, port: int, app_ports: list[int]) -> str:
         elif UPSTREAM_END in line:
             if model is None:
                 raise ValueError("deploy/nginx.conf: no server line between the fleet:upstream markers")
+            if max_conns is not None:
+                model = re.sub(r"max_conns=\d+", f"max_conns={max_conns}", model)
             out += [re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{p}", model) for p in app_ports]
             out.append(line)
             inside = False

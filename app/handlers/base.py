@@ -12,7 +12,7 @@ from typing import Any
 
 import tornado.web
 
-from app import validation
+from app import admission, validation
 from app.logs import request_id_var
 from app.store import DATABASE_UNAVAILABLE
 from app.validation import ValidationError
@@ -57,9 +57,14 @@ class BaseHandler(tornado.web.RequestHandler):
         # Every line logged while this request is served carries its id (app.logs); prepare runs inside the task
         # Tornado serves the request in, so the value stays with this request.
         request_id_var.set(self.request_id)
+        admission.admit(self)  # in-progress bound (503 + Retry-After), the request's deadline (app/admission.py)
         if self.lifecycle.draining:
             # nginx must not send another request on this connection: the process is about to exit.
             self.set_header("Connection", "close")
+
+    def on_connection_close(self) -> None:
+        admission.client_gone(self)  # the client left: cancel the request's database work
+        super().on_connection_close()
 
     # Dependencies live in the Application's settings (no globals), read through these properties.
     @property
@@ -100,7 +105,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return validation.query_params(self.request.query_arguments, allowed, self.get_query_argument)
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, ValidationError):
+        if isinstance(value, (ValidationError, admission.Refused)):  # refusals are counted, not logged one by one
             return
         # A client error: log_request (app/web.py) already logs it once, with its request id.
         if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
@@ -114,7 +119,9 @@ class BaseHandler(tornado.web.RequestHandler):
         # Every error is JSON and none carries a stack trace, whatever raised it.
         error = kwargs.get("exc_info", (None, None, None))[1]
         body: dict[str, Any]
-        if isinstance(error, ValidationError):
+        if isinstance(error, admission.Refused):
+            status_code, body = 503, admission.refusal(self, error)
+        elif isinstance(error, ValidationError):
             status_code, body = 400, {"error": error.message}
             if error.field:
                 body["field"] = error.field

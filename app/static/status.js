@@ -67,6 +67,8 @@ function render(report) {
     cell(row, uptime(p.uptime_s), "num");
     cell(row, p.requests_per_s == null ? "—" : p.requests_per_s.toFixed(1), "num");
     cell(row, p.in_flight == null ? "—" : p.in_flight, "num");
+    // Requests answered 503 + Retry-After by overload protection since the process started (app/admission.py).
+    cell(row, p.refused_total == null ? "—" : p.refused_total, p.refused_total ? "num hot" : "num");
     const loop = p.loop || {};
     for (const value of [loop.lag_ms, loop.max_lag_ms]) {
       const [text, hot] = lag(value);

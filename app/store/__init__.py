@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.store.base import DATABASE_UNAVAILABLE, Store
+from app.store.guard import GuardedStore
 
 
 def open_store(settings) -> Store:
@@ -16,7 +17,8 @@ def open_store(settings) -> Store:
         from app.store.async_store import AsyncStore as cls
     else:
         raise ValueError(f"unknown database mode {settings.db_mode!r}")
-    return cls.open(settings)
+    # Every operation within its request's deadline, none for a client that left (app/store/guard.py).
+    return GuardedStore(cls.open(settings))
 
 
 __all__ = ["DATABASE_UNAVAILABLE", "Store", "open_store"]

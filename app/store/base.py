@@ -58,6 +58,10 @@ class Store(Protocol):
 
     async def count(self, collection: str, filter: Mapping) -> int: ...
 
+    async def create_index(self, collection: str, keys: Sequence[tuple[str, int]], **options: Any) -> str:
+        """Create an index (no-op if the same one exists) and return its name; `options` as MongoDB's
+        createIndexes takes them (unique=True, expireAfterSeconds=...)."""
+
     async def close(self) -> None: ...
 
 
@@ -71,6 +75,10 @@ def client_options(settings) -> dict[str, Any]:
         "serverSelectionTimeoutMS": settings.db_timeout_ms,
         "connectTimeoutMS": settings.db_timeout_ms,
         "socketTimeoutMS": settings.db_socket_timeout_ms,
+        # A write waits for its write concern (majority, journal) at most this long, then fails (503) instead of
+        # holding a thread or a connection while a majority is lost. Inside a request the deadline's
+        # pymongo.timeout governs instead (app/store/guard.py); this bounds everything else.
+        "wTimeoutMS": settings.request_timeout_ms,
         "maxPoolSize": settings.db_pool_size,
         "appname": "tornado-fleet",
     }
@@ -127,3 +135,6 @@ class AwaitableDriverStore:
 
     async def count(self, collection, filter):
         return await self._db[collection].count_documents(filter)
+
+    async def create_index(self, collection, keys, **options):
+        return await self._db[collection].create_index(list(keys), **options)

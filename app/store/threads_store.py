@@ -19,15 +19,16 @@ from app.store.base import client_options, writable
 class ThreadsStore:
     mode = "threads"
 
-    def __init__(self, client: MongoClient, db_name: str, threads: int):
+    def __init__(self, client: MongoClient, db_name: str, threads: int, queue_limit: int = 256):
         self._client = client
         self._db = client[db_name]
-        self.pool = BlockingPool(threads, name="db")
+        # Bounded: beyond queue_limit waiting calls, a caller gets a fast 503 (app.admission.QueueFull).
+        self.pool = BlockingPool(threads, name="db", queue_limit=queue_limit)
 
     @classmethod
     def open(cls, settings) -> ThreadsStore:
         client = MongoClient(settings.mongodb_uri, **client_options(settings))
-        return cls(client, settings.db_name, settings.db_threads)
+        return cls(client, settings.db_name, settings.db_threads, settings.db_queue_limit)
 
     def stats(self) -> dict[str, int]:
         """The pool's size and how many calls run and wait in it right now."""
@@ -67,6 +68,9 @@ class ThreadsStore:
 
     async def count(self, collection, filter):
         return await self.pool.run(self._db[collection].count_documents, filter)
+
+    async def create_index(self, collection, keys, **options):
+        return await self.pool.run(self._db[collection].create_index, list(keys), **options)
 
     async def close(self):
         # Let running calls finish before the client they use goes away. close() ends the server sessions, which
