@@ -5,7 +5,8 @@ ports and asks every process itself, exactly as the /status page does (app/statu
 nginx is down or the page is turned off. With ``--url`` it prints a status.json served elsewhere instead (another
 host's nginx, for instance).
 
-Exit status: 0 when every process is ready, 1 when at least one is not, 2 when there is nothing to ask.
+Exit status: 0 when every process is ready, 1 when at least one is not, 2 when there is nothing to ask (the fleet
+is not running: no supervisord answers on its socket, whatever files it left behind; or no status.json at --url).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app import status
 from app.settings import Settings, SettingsError
 from fleet import probe
 from fleet.config import FleetConfig
+from fleet.supervisor import Supervisor, app_port
 
 COLUMNS = (
     ("PORT", lambda p: p["port"]),
@@ -44,8 +46,16 @@ class StatusError(RuntimeError):
     """Nothing to ask: no env file, or no status.json at the URL."""
 
 
+class NotRunning(StatusError):
+    """No supervisord answers on the fleet's socket: the fleet is stopped (a leftover env file says nothing)."""
+
+
 def collect_local(config: FleetConfig) -> dict:
     """Ask the processes of the fleet whose env file is under `config.var_dir` (the ports are in that file)."""
+    if not Supervisor(config.socket).running():
+        leftover = "" if config.env_file.exists() else f" (and no fleet env file at {config.env_file})"
+        run = f"{'' if config.var_dir == FleetConfig().var_dir else f'FLEET_VAR_DIR={config.var_dir} '}scripts/run"
+        raise NotRunning(f"fleet not running: no supervisord answers on {config.socket}{leftover}; start it with {run}")
     if not config.env_file.exists():
         raise StatusError(f"no fleet env file at {config.env_file}: is the fleet running? (scripts/run)")
     try:
@@ -53,7 +63,7 @@ def collect_local(config: FleetConfig) -> dict:
     except SettingsError as exc:
         raise StatusError(f"{config.env_file}: {exc}") from None
     ports = settings.fleet_ports(config.app_port_base) if settings.app_ports else config.app_ports
-    return asyncio.run(
+    report = asyncio.run(
         status.collect(
             ports,
             host=settings.host,
@@ -61,6 +71,28 @@ def collect_local(config: FleetConfig) -> dict:
             request_timeout=settings.db_timeout_ms / 1000 + 1.0,
         )
     )
+    return with_supervisord(report, Supervisor(config.socket).app_processes())
+
+
+def with_supervisord(report: dict, infos: list[dict]) -> dict:
+    """Correct the rows with what this fleet's supervisord knows: a process it does not run is `down` (with its
+    state and exit status), and an answer from a pid it does not run comes from someone else on that port."""
+    by_port = {app_port(info): info for info in infos}
+    for row in report["processes"]:
+        info = by_port.get(row["port"])
+        if info is None:
+            continue
+        if info["statename"] != "RUNNING":
+            exited = f", exit status {info['exitstatus']}" if info["statename"] in ("EXITED", "FATAL") else ""
+            row.update(state="down", detail=f"supervisord: {info['statename']}{exited} (scripts/ctl status)")
+        elif row.get("pid") and row["pid"] != info["pid"]:
+            row.update(state="not ready", detail=f"answered by pid {row['pid']}, not by this fleet's pid {info['pid']}")
+    counts = {state: sum(p["state"] == state for p in report["processes"]) for state in status.STATES}
+    report["summary"] = {
+        "processes": len(report["processes"]),
+        **{state.replace(" ", "_"): n for state, n in counts.items()},
+    }
+    return report
 
 
 def collect_url(url: str) -> dict:
@@ -122,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/status",
         description="Print every app process of the fleet: state, mode, pid, uptime, request rate, loop lag, pools "
-        "(running/waiting (threads)). Exit 0 if all are ready, 1 if not, 2 if there is nothing to ask.",
+        "(running/waiting (threads)). The fleet is the one in FLEET_VAR_DIR (default: var/ of this checkout); its "
+        "processes are asked directly, so it works while nginx is down.",
+        epilog="exit status: 0 every process is ready; 1 at least one is not; 2 nothing to ask: the fleet is not "
+        "running (prints 'fleet not running'), or no status.json at --url.",
     )
     parser.add_argument("--url", help="read this status.json (e.g. http://HOST:8080/status.json) instead")
     parser.add_argument("--json", action="store_true", help="print the raw JSON instead of a table")

@@ -17,7 +17,10 @@ class Supervisor:
         transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
         # The transport keeps its socket open between calls; close it when this client goes away.
         weakref.finalize(self, transport.close)
-        self.rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        self.rpc = proxy.supervisor
+        # fleet/supervisor_rpc.py: adds app processes to the running group and removes them.
+        self.fleet = proxy.fleet
 
     def running(self) -> bool:
         """True if a supervisord answers on the socket."""
@@ -41,6 +44,10 @@ class Supervisor:
 
     def supervisord_pid(self) -> int:
         return self.rpc.getPID()
+
+    def pids(self) -> dict[str, int]:
+        """name -> pid of every process supervisord runs now (those not running are left out)."""
+        return {p["name"]: p["pid"] for p in self.processes() if p["pid"]}
 
 
 def app_port(info: dict) -> int:

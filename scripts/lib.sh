@@ -72,9 +72,10 @@ wants_help() {
     return 1
 }
 
-# The fleet's own packages: nginx from Debian; everything else is in the venv.
+# The fleet's own packages: nginx from Debian (and curl, which the README's first commands use); everything else
+# is in the venv.
 ensure_fleet() {
-    ensure_apt nginx
+    ensure_apt nginx curl
     # FLEET_PROMETHEUS=true also runs Debian's prometheus under supervisord (README, "Prometheus").
     case "${FLEET_PROMETHEUS:-}" in 1 | [Tt]rue | [Yy]es | [Oo]n) ensure_apt prometheus ;; esac
     ensure_venv requirements.txt
