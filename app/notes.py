@@ -1,20 +1,24 @@
-"""Notes: the example JSON resource. Validation and storage, written once on top of the `Store` interface.
+"""Notes: the example JSON resource. Its request and response bodies (pydantic models), and storage written once
+on top of the `Store` interface.
 
 Validation is strict by design: a note is exactly {title, body, tags}; anything else (unknown fields, `$`
 operators, wrong types) is rejected before it reaches the database, so user input can never become a query
-operator.
+operator. The models say so declaratively (`extra="forbid"`, `strict=True`); `app.validation.validate` turns
+pydantic's verdict into the API's JSON 400. The same models are the OpenAPI document's schemas (app/openapi.py).
 """
 
 from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from app.validation import ValidationError, text
+from app.validation import ValidationError
 
 COLLECTION = "notes"
 TITLE_MAX = 200
@@ -25,33 +29,73 @@ PAGE_DEFAULT = 20
 PAGE_MAX = 100
 
 
-def validate_note(data: Any, *, partial: bool = False) -> dict[str, Any]:
-    """Return the fields to store, or raise ValidationError naming the first thing wrong."""
-    if not isinstance(data, dict):
-        raise ValidationError("the body must be a JSON object")
-    unknown = sorted(set(data) - {"title", "body", "tags"})
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", unknown[0])
-    if not partial and "title" not in data:
-        raise ValidationError("title is required", "title")
-    if partial and not data:
-        raise ValidationError("nothing to update: give title, body or tags")
-    fields: dict[str, Any] = {}
-    if "title" in data:
-        fields["title"] = text(data["title"], "title", 1, TITLE_MAX)
-        if not fields["title"].strip():
-            raise ValidationError("title must not be blank", "title")
-    if "body" in data:
-        fields["body"] = text(data["body"], "body", 0, BODY_MAX)
-    if "tags" in data:
-        tags = data["tags"]
-        if not isinstance(tags, list) or len(tags) > TAGS_MAX:
-            raise ValidationError(f"tags must be a list of at most {TAGS_MAX} strings", "tags")
-        fields["tags"] = [text(tag, "tags", 1, TAG_MAX) for tag in tags]
-    if not partial:
-        fields.setdefault("body", "")
-        fields.setdefault("tags", [])
-    return fields
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be blank")
+    return value
+
+
+def _optional() -> Any:
+    """A field a PATCH may leave out: the None default is never validated, stored (`exclude_unset`) or shown in
+    the schema, so an explicit null is still refused as "must be a string"."""
+    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))
+
+
+Title = Annotated[
+    str,
+    Field(min_length=1, max_length=TITLE_MAX, description="must not be blank (only whitespace)"),
+    AfterValidator(_not_blank),
+]
+Body = Annotated[str, Field(max_length=BODY_MAX)]
+Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=TAG_MAX)]], Field(max_length=TAGS_MAX)]
+# Strict: JSON's types only, nothing coerced (5 is not "5"). Lone surrogates ("\ud800" in JSON) are refused by
+# pydantic's str itself; BSON strings are UTF-8, so the driver would fail on them.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class NewNote(BaseModel):
+    """POST /api/notes: a note is exactly these fields."""
+
+    model_config = STRICT
+    title: Title
+    body: Body = ""
+    tags: Tags = []
+
+
+class NoteChanges(BaseModel):
+    """PATCH /api/notes/{id}: any of a note's fields, at least one; the others keep their values."""
+
+    model_config = STRICT
+    title: Title = _optional()
+    body: Body = _optional()
+    tags: Tags = _optional()
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> NoteChanges:
+        if not self.model_fields_set:
+            raise PydanticCustomError("empty", "nothing to update: give title, body or tags")
+        return self
+
+
+class Note(BaseModel):
+    """A stored note, as every endpoint returns it (`to_json` builds it; tests/test_openapi.py checks the two
+    agree). Not used to serialise responses: a plain dict is what a page of 100 notes can afford."""
+
+    model_config = STRICT
+    id: str = Field(pattern="^[0-9a-f]{24}$", description="the note's ObjectId")
+    title: str
+    body: str
+    tags: list[str]
+    created_at: datetime.datetime = Field(description="UTC, to the millisecond")
+    updated_at: datetime.datetime = Field(description="UTC, to the millisecond")
+
+
+class NotePage(BaseModel):
+    """GET /api/notes: newest first; pass `next_cursor` as `cursor` for the next page (null on the last one)."""
+
+    model_config = STRICT
+    notes: list[Note]
+    next_cursor: str | None
 
 
 def parse_id(raw: str) -> ObjectId | None:
@@ -110,22 +154,32 @@ class Notes:
     def __init__(self, store):
         self._store = store
 
-    async def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def new(fields: dict[str, Any]) -> dict[str, Any]:
+        """A new note's document, not yet stored. `version` counts its changes (its ETag: app/versions.py)."""
         now = _now()
-        doc = {"_id": ObjectId(), **fields, "created_at": now, "updated_at": now}
+        return {"_id": ObjectId(), **fields, "created_at": now, "updated_at": now, "version": 1}
+
+    async def create(self, fields: dict[str, Any]) -> dict[str, Any]:
+        doc = self.new(fields)
         await self._store.insert_one(COLLECTION, doc)
         return doc
 
     async def get(self, note_id: ObjectId) -> dict[str, Any] | None:
         return await self._store.find_one(COLLECTION, {"_id": note_id})
 
-    async def update(self, note_id: ObjectId, fields: dict[str, Any]) -> dict[str, Any] | None:
+    async def update(
+        self, note_id: ObjectId, fields: dict[str, Any], match: Mapping | None = None
+    ) -> dict[str, Any] | None:
+        """`match`: more conditions, e.g. the versions an If-Match names (app/versions.py)."""
         return await self._store.find_one_and_update(
-            COLLECTION, {"_id": note_id}, {"$set": {**fields, "updated_at": _now()}}
+            COLLECTION,
+            {"_id": note_id, **(match or {})},
+            {"$set": {**fields, "updated_at": _now()}, "$inc": {"version": 1}},
         )
 
-    async def delete(self, note_id: ObjectId) -> bool:
-        return await self._store.delete_one(COLLECTION, {"_id": note_id}) == 1
+    async def delete(self, note_id: ObjectId, match: Mapping | None = None) -> bool:
+        return await self._store.delete_one(COLLECTION, {"_id": note_id, **(match or {})}) == 1
 
     async def page(self, size: int, after: ObjectId | None) -> tuple[list[dict[str, Any]], str | None]:
         query = {"_id": {"$lt": after}} if after is not None else {}
