@@ -5,12 +5,14 @@ Each test builds its store inside a fresh event loop, as a process does, and clo
 
 import asyncio
 import threading
+import time
 
 import pytest
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 from pymongo.operations import UpdateOne
 
+from app.admission import ClientGone, DeadlineExceeded, RequestScope, current_scope
 from app.settings import Settings
 from app.store import DATABASE_UNAVAILABLE, open_store
 
@@ -128,3 +130,62 @@ def test_threads_mode_runs_driver_calls_in_its_own_pool(mongo_uri, db_name, monk
     loop_thread = run_with_store("threads", mongo_uri, db_name, scenario)
     # The cursor is created and drained in a worker of the store's pool ("db_N"), not on the loop's thread.
     assert threads and all(name.startswith("db") and name != loop_thread for name in threads)
+
+
+def test_create_index_enforces_its_options_and_is_idempotent(mode, mongo_uri, db_name):
+    async def scenario(store):
+        name = await store.create_index("k", [("key", 1)], unique=True)
+        again = await store.create_index("k", [("key", 1)], unique=True)
+        await store.insert_one("k", {"_id": 1, "key": "a"})
+        try:
+            await store.insert_one("k", {"_id": 2, "key": "a"})
+        except DuplicateKeyError:
+            return name, again, await store.count("k", {})
+        return name, again, None
+
+    assert run_with_store(mode, mongo_uri, db_name, scenario) == ("key_1", "key_1", 1)
+
+
+def in_request(deadline_in: float, *, client_gone: bool = False):
+    """Run the scenario's operations as a request would: in a RequestScope (app/admission.py)."""
+
+    def wrap(scenario):
+        async def scoped(store):
+            scope = RequestScope(time.monotonic() + deadline_in, asyncio.current_task(), client_gone=client_gone)
+            current_scope.set(scope)
+            return await scenario(store)
+
+        return scoped
+
+    return wrap
+
+
+def test_an_operation_past_the_deadline_is_not_sent(mode, mongo_uri, db_name):
+    @in_request(-1)
+    async def scenario(store):
+        await store.insert_one("late", {"_id": 1})
+
+    with pytest.raises(DeadlineExceeded):
+        run_with_store(mode, mongo_uri, db_name, scenario)
+    assert run_with_store(mode, mongo_uri, db_name, lambda store: store.count("late", {})) == 0
+
+
+def test_the_deadline_reaches_the_driver(mode, mongo_uri, db_name):
+    # Positive but far below a round trip: only PyMongo's own timeout (pymongo.timeout, carried into Motor's and
+    # the threads pool's workers by the copied context) can refuse it; unguarded it would succeed.
+    @in_request(1e-6)
+    async def scenario(store):
+        await store.find_one("world", {"_id": 1})
+
+    with pytest.raises(DeadlineExceeded):
+        run_with_store(mode, mongo_uri, db_name, scenario)
+
+
+def test_no_operation_is_sent_for_a_client_that_left(mode, mongo_uri, db_name):
+    @in_request(10, client_gone=True)
+    async def scenario(store):
+        await store.insert_one("gone", {"_id": 1})
+
+    with pytest.raises(ClientGone):
+        run_with_store(mode, mongo_uri, db_name, scenario)
+    assert run_with_store(mode, mongo_uri, db_name, lambda store: store.count("gone", {})) == 0
