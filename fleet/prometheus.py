@@ -54,6 +54,12 @@ def targets(app_ports: list[int], metrics_offset: int) -> list[dict]:
 def write_files(folder: Path, *, app_ports: list[int], metrics_offset: int, interval: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_atomically(folder / "prometheus.yml", render_config(TEMPLATE.read_text(), interval, ALERTS))
+    write_targets(folder, app_ports=app_ports, metrics_offset=metrics_offset)
+
+
+def write_targets(folder: Path, *, app_ports: list[int], metrics_offset: int) -> None:
+    """Also called by fleet/scale.py when the running fleet gains or loses processes."""
+    folder.mkdir(parents=True, exist_ok=True)
     # Prometheus watches this file: a half-written one would drop every target until the next write.
     write_atomically(folder / "targets.json", json.dumps(targets(app_ports, metrics_offset), indent=2) + "\n")
 

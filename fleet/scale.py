@@ -34,7 +34,7 @@ import xmlrpc.client
 from collections.abc import Callable
 
 from app.settings import Settings, SettingsError, read_env_file, write_env_file
-from fleet import nginx_reload, ports, probe, readiness, rolling
+from fleet import nginx_reload, ports, probe, prometheus, readiness, rolling
 from fleet.config import NGINX_TEMPLATE, FleetConfig, render_nginx
 from fleet.supervisor import Supervisor, app_port
 
@@ -80,6 +80,12 @@ def nginx_conf(config: FleetConfig) -> str:
     return render_nginx(
         NGINX_TEMPLATE.read_text(), config.port, config.app_ports, max_conns=config.app_settings().max_in_flight
     )
+
+
+def write_prometheus_targets(config: FleetConfig) -> None:
+    """Prometheus's scrape targets follow the processes, as nginx's upstream does (fleet/prometheus.py)."""
+    offset = config.app_settings().metrics_port_offset
+    prometheus.write_targets(config.var_dir / "prometheus", app_ports=config.app_ports, metrics_offset=offset)
 
 
 def set_app_ports(config: FleetConfig, app_ports: list[int]) -> None:
@@ -149,6 +155,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
         raise
     ready = time.monotonic()
     nginx_reload.load(target, supervisor, nginx_conf(target), f"scale {procs}")
+    write_prometheus_targets(target)
     log(
         f"added {', '.join(names)}: ready {ready - started:.1f}s after start, routed by nginx "
         f"{time.monotonic() - ready:.1f}s later; {procs} processes on ports {target.app_ports[0]}-"
@@ -182,6 +189,7 @@ def scale_down(now: FleetConfig, supervisor: Supervisor, procs: int, log) -> lis
     names = [f"app-{port}" for port in removed]
     # nginx first: after the reload no new request reaches the processes about to stop.
     nginx_reload.load(target, supervisor, nginx_conf(target), f"scale {procs}")
+    write_prometheus_targets(target)
     started = time.monotonic()
     for name in names:
         # Blocks until the process has drained and exited (bounded by supervisord's stopwaitsecs).

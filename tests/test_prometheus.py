@@ -1,6 +1,6 @@
 """Prometheus: the files scripts/run renders agree with the fleet's ports and pass promtool, bad settings are
 refused naming the variable, and Debian's real prometheus, run by supervisord with FLEET_PROMETHEUS=true, sees every
-app process up and raises the stall alert when one process's loop is blocked.
+app process up, raises the stall alert when one process's loop is blocked, and follows the fleet when it is scaled.
 
 The alert rules themselves are unit-tested by promtool (deploy/prometheus/alerts_test.yml, run by scripts/test).
 """
@@ -17,7 +17,7 @@ import urllib.parse
 import pytest
 
 from app.settings import SettingsError
-from fleet import launcher, probe
+from fleet import launcher, probe, scale
 from fleet import prometheus as fleet_prometheus
 from fleet.config import FleetConfig
 from fleet.sandbox import fleet_config, free_port_block, stop_fleet
@@ -126,5 +126,16 @@ def test_prometheus_sees_every_process_up_and_a_blocked_loop_raises_the_stall_al
         raised = alerts(prometheus_port, "FleetEventLoopStalls")
         assert {a["labels"]["app_port"] for a in raised} == {str(blocked)}
         assert all(a["state"] in ("pending", "firing") for a in raised)
+
+        # Scaled down, the fleet's targets follow (fleet/scale.py rewrites targets.json as it reloads nginx).
+        scale.scale(config, 1, log=lambda *_: None)
+        assert probe.wait_until(
+            lambda: (
+                [r["metric"]["app_port"] for r in query(prometheus_port, 'up{job="tornado-fleet"}')]
+                == [str(config.app_ports[0])]
+            ),
+            20,
+            interval=0.5,
+        ), query(prometheus_port, "up")
     finally:
         stop_fleet(config)
