@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import select
 import threading
 import time
 import uuid
@@ -121,6 +122,11 @@ class Load:
             step += 1
             if op == "read_back" and last_id is None:
                 continue
+            if conn is not None and dropped(conn):
+                # The server closed this idle keep-alive connection (nginx's old workers do on a reload): a real
+                # client (urllib3, browsers) checks before reusing one, and opens a new one.
+                conn.close()
+                conn = None
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             started = time.monotonic()
@@ -144,6 +150,15 @@ class Load:
                 self._stop.wait(pause)
         if conn is not None:
             conn.close()
+
+
+def dropped(conn: http.client.HTTPConnection) -> bool:
+    """True if the server has closed the idle connection `conn` (readable with nothing to read but EOF), as
+    urllib3's is_connection_dropped tells before it reuses a pooled connection."""
+    if conn.sock is None:
+        return False
+    readable, _, _ = select.select([conn.sock], [], [], 0)
+    return bool(readable)
 
 
 def _send(conn: http.client.HTTPConnection, op: str, last_id: str | None, client: int) -> tuple[int, bytes]:

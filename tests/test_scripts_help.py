@@ -1,16 +1,21 @@
 """The scripts answer --help without starting anything (scripts/run --help used to boot the fleet) and pass
-their arguments on, so a wrong option is an error rather than silently ignored."""
+their arguments on, so a wrong option is an error rather than silently ignored. The help names the script the
+user typed (not an internal module), says which fleet it acts on, and lists its exit statuses; scripts/run's
+lists every setting with its default."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import subprocess
 
 import pytest
 
+from app.settings import Settings, env_name
 from fleet.config import ROOT
 
-SCRIPTS = ["run", "stop", "status", "switch-db-mode", "rolling-restart"]
+SCRIPTS = ["run", "stop", "status", "switch-db-mode", "rolling-restart", "scale", "ctl"]
 
 
 def run_script(name: str, *args: str, var_dir) -> subprocess.CompletedProcess:
@@ -36,3 +41,40 @@ def test_run_rejects_an_unknown_option(tmp_path):
     assert result.returncode == 2
     assert "unrecognized arguments: --no-such-option" in result.stderr
     assert not var_dir.exists()
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_names_the_script_its_fleet_and_its_exit_statuses(name, tmp_path):
+    result = run_script(name, "--help", var_dir=tmp_path / "var")
+    assert result.stdout.startswith(f"usage: scripts/{name}"), result.stdout[:200]
+    assert "FLEET_VAR_DIR" in result.stdout and "var/" in result.stdout, "does not say which fleet it acts on"
+    assert "exit status" in result.stdout.lower()
+    # Every documented status is a number followed by what it means.
+    assert re.search(r"\b0\b[^0-9]+\b1\b", result.stdout.lower().split("exit status", 1)[1])
+
+
+def test_run_help_lists_every_setting_with_its_default(tmp_path):
+    text = run_script("run", "--help", var_dir=tmp_path / "var").stdout
+    for var, default in [("FLEET_PORT", "8080"), ("FLEET_APP_PORT_BASE", "8001"), ("FLEET_DB_PORT", "27018")]:
+        assert re.search(rf"^  {var} +\[{default}\]", text, re.M), var
+    settings = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI", "FLEET_APP_PORTS"}
+    settings -= {"FLEET_ENV_FILE"}
+    missing = [var for var in sorted(settings) if not re.search(rf"^  {var} +\[", text, re.M)]
+    assert not missing, f"app settings missing from scripts/run --help: {missing}"
+    for status in ("0", "1", "2", "3", "4"):
+        assert re.search(rf"^  {status}  \S", text, re.M), f"exit status {status} not explained"
+
+
+def test_scale_refuses_a_bad_count_and_a_stopped_fleet(tmp_path):
+    var_dir = tmp_path / "var"
+    bad = run_script("scale", "zero", var_dir=var_dir)
+    assert bad.returncode == 2 and "invalid int value" in bad.stderr
+    stopped = run_script("scale", "3", var_dir=var_dir)
+    assert stopped.returncode == 1 and "the fleet is not running" in stopped.stderr
+    assert not var_dir.exists()
+
+
+def test_status_of_a_fleet_that_never_ran_says_not_running(tmp_path):
+    result = run_script("status", var_dir=tmp_path / "var")
+    assert result.returncode == 2
+    assert "fleet not running" in result.stderr
