@@ -18,7 +18,7 @@ from bson.errors import InvalidId
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.validation import ValidationError
+from app.validation import ValidationError, optional
 
 COLLECTION = "notes"
 TITLE_MAX = 200
@@ -33,12 +33,6 @@ def _not_blank(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("blank", "must not be blank")
     return value
-
-
-def _optional() -> Any:
-    """A field a PATCH may leave out: the None default is never validated, stored (`exclude_unset`) or shown in
-    the schema, so an explicit null is still refused as "must be a string"."""
-    return Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))
 
 
 Title = Annotated[
@@ -65,10 +59,10 @@ class NewNote(BaseModel):
 class NoteChanges(BaseModel):
     """PATCH /api/notes/{id}: any of a note's fields, at least one; the others keep their values."""
 
-    model_config = STRICT
-    title: Title = _optional()
-    body: Body = _optional()
-    tags: Tags = _optional()
+    model_config = ConfigDict(**STRICT, json_schema_extra={"minProperties": 1})
+    title: Title = optional()
+    body: Body = optional()
+    tags: Tags = optional()
 
     @model_validator(mode="after")
     def _not_empty(self) -> NoteChanges:
@@ -77,9 +71,10 @@ class NoteChanges(BaseModel):
         return self
 
 
+# Responses are built by `to_json` as plain dicts (what a page of 100 notes can afford), not serialised through
+# these models; tests/test_openapi.py checks that what the API answers validates against them.
 class Note(BaseModel):
-    """A stored note, as every endpoint returns it (`to_json` builds it; tests/test_openapi.py checks the two
-    agree). Not used to serialise responses: a plain dict is what a page of 100 notes can afford."""
+    """A note as every endpoint returns it."""
 
     model_config = STRICT
     id: str = Field(pattern="^[0-9a-f]{24}$", description="the note's ObjectId")

@@ -69,6 +69,13 @@ def validate(model: type[Model], data: Any) -> Model:
         raise _first_problem(model, data, exc.errors(include_url=False, include_input=False)) from None
 
 
+def optional() -> Any:
+    """A field a body may leave out, and that is never null when given: its None default is not validated, not
+    stored (`model_dump(exclude_unset=True)`) and not in the schema, so an explicit null is still "must be a
+    string"."""
+    return pydantic.Field(default=None, json_schema_extra=lambda schema: schema.pop("default", None))
+
+
 def _first_problem(model: type[pydantic.BaseModel], data: Any, errors: list[Any]) -> ValidationError:
     unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
     if errors[0]["type"] == "string_unicode" and errors[0]["loc"] == ():

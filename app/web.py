@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tornado.web
 
-from app.handlers import benchmark, fault, health, notes, slow
+from app.handlers import benchmark, fault, health, notes, openapi, slow
 from app.handlers.base import NotFoundHandler
 from app.handlers.status import StatusAssetHandler, StatusJsonHandler, StatusPageHandler
 from app.lifecycle import Lifecycle
@@ -55,6 +55,7 @@ def make_app(
             (r"/status\.json", StatusJsonHandler),
             # The page's script and stylesheet are files: nginx's Content-Security-Policy forbids inline ones.
             (r"/(status\.(?:js|css))", StatusAssetHandler, {"path": str(HERE / "static")}),
+            (r"/openapi\.json", openapi.OpenApiHandler),  # the notes API's OpenAPI document (app/openapi.py)
         ]
     return tornado.web.Application(
         routes,
