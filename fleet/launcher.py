@@ -62,6 +62,11 @@ SHAPE_SETTINGS = (
     ("FLEET_DB_PORT", "27018", "port of the embedded database"),
     ("FLEET_VAR_DIR", "var/", "runtime folder: supervisord socket, logs, env file, database files"),
     ("MONGODB_URI", "unset: the embedded database", "the database; when set, the embedded one is not started"),
+    ("FLEET_PROMETHEUS", "false", "true: supervisord also runs Debian's prometheus with the fleet's alerts"),
+    ("FLEET_PROMETHEUS_PORT", "9090", "where that prometheus listens, on 127.0.0.1"),
+    ("FLEET_PROMETHEUS_INTERVAL", "15s", "its scrape and alert-evaluation interval"),
+    ("FLEET_NGINX_LOG_MAXBYTES", "10485760", "nginx's access log is rotated past this size; 0: never"),
+    ("FLEET_NGINX_LOG_BACKUPS", "5", "rotated access logs kept"),
 )
 # Computed by scripts/run, never given: not compared with a running fleet.
 DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}
