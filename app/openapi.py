@@ -40,14 +40,31 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
+def _header(description: str, **schema: Any) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string", **schema}}
+
+
+ETAG = _header('the note\'s version as a strong tag, `"3"`: what `If-Match` names')
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "description": "apply only if the note is still at one of these versions (its `ETag`s), or `*`; else 412",
+    "schema": {"type": "string"},
+}
+
+
 def _paths() -> dict[str, Any]:
     def errors(*statuses: int) -> dict[str, Any]:
         said = {
-            400: "a body, field or query parameter is wrong; `field` names it",
+            400: "a body, field, header or query parameter is wrong; `field` names it",
             404: "no note with this id (an id that cannot be one is a 404 too)",
-            503: "the database is unavailable or the process is overloaded; retry after `Retry-After` seconds",
+            412: "`If-Match` names none of the note's versions: it changed since it was read",
+            422: "this `Idempotency-Key` was used with a different body",
         }
-        return {str(status): _json(Error, said[status]) for status in statuses}
+        answers = {str(status): _json(Error, said[status]) for status in statuses}
+        unavailable = "the database is unavailable, or the process is overloaded: retry after `Retry-After` s"
+        answers["503"] = {**_json(Error, unavailable), "headers": {"Retry-After": _header("seconds")}}
+        return answers
 
     note_id = {
         "name": "id",
@@ -55,6 +72,13 @@ def _paths() -> dict[str, Any]:
         "required": True,
         "description": "a note's `id`",
         "schema": {"type": "string"},
+    }
+    idempotency_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "makes the create safe to repeat: a repeat with the same key and body gets the first "
+        "answer (`Idempotent-Replayed: true`) and creates nothing; keys expire after 24 h",
+        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
     }
     return {
         "/api/notes": {
@@ -79,20 +103,23 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     },
                 ],
-                "responses": {"200": _json(notes.NotePage, "the page"), **errors(400, 503)},
+                "responses": {"200": _json(notes.NotePage, "the page"), **errors(400)},
             },
             "post": {
                 "operationId": "createNote",
                 "summary": "Create a note",
+                "parameters": [idempotency_key],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(notes.NewNote)}}},
                 "responses": {
                     "201": {
                         **_json(notes.Note, "the note as stored"),
                         "headers": {
-                            "Location": {"description": "the note's URL", "schema": {"type": "string"}},
+                            "Location": _header("the note's URL"),
+                            "ETag": ETAG,
+                            "Idempotent-Replayed": _header("`true` on a repeat of an earlier create", enum=["true"]),
                         },
                     },
-                    **errors(400, 503),
+                    **errors(400, 422),
                 },
             },
         },
@@ -101,21 +128,29 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getNote",
                 "summary": "One note",
-                "responses": {"200": _json(notes.Note, "the note"), **errors(400, 404, 503)},
+                "responses": {
+                    "200": {**_json(notes.Note, "the note"), "headers": {"ETag": ETAG}},
+                    **errors(400, 404),
+                },
             },
             "patch": {
                 "operationId": "updateNote",
                 "summary": "Change some of a note's fields",
+                "parameters": [IF_MATCH],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(notes.NoteChanges)}},
                 },
-                "responses": {"200": _json(notes.Note, "the note as stored now"), **errors(400, 404, 503)},
+                "responses": {
+                    "200": {**_json(notes.Note, "the note as stored now"), "headers": {"ETag": ETAG}},
+                    **errors(400, 404, 412),
+                },
             },
             "delete": {
                 "operationId": "deleteNote",
                 "summary": "Delete a note",
-                "responses": {"204": {"description": "deleted"}, **errors(400, 404, 503)},
+                "parameters": [IF_MATCH],
+                "responses": {"204": {"description": "deleted"}, **errors(400, 404, 412)},
             },
         },
     }
