@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="scripts/fleet-hosts",
         description="Switch the database mode or restart every app process across several hosts, one host at a "
         "time: drain it (scripts/drain-host), switch or restart it, undrain it, next. Each host's own scripts "
-        "run through a command template.",
+        "run through a command template, on the fleet in that host's var/ (or the FLEET_VAR_DIR the template sets, "
+        "e.g. 'ssh {host} env FLEET_VAR_DIR=/srv/fleet-var').",
         epilog="Exit status: 0 done on every host (status: every process ready), 1 a host failed (the command "
         "stops there and prints how to roll back) or is not ready beforehand (nothing changed), 2 bad arguments "
         "(nothing run).",

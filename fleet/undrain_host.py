@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="scripts/undrain-host",
         description="Put this host back into its load balancer's rotation (after scripts/drain-host): /hostz answers "
         "200 again once an app process is ready. The fleet is the one in FLEET_VAR_DIR (default: var/).",
-        epilog="Exit status: 0 /hostz answers 200 (and, with --wait-traffic, requests arrive again, or the wait "
-        "ended: it says which), 1 the fleet is not running or no process is ready (the host is undrained: the load "
-        "balancer sends it nothing until one is), 2 invalid setting.",
+        epilog="Exit status: 0 back in rotation: /hostz answers OK (and, with --wait-traffic, requests arrive "
+        "again, or the wait ended: it says which), 1 the fleet is not running or no process is ready (the host is "
+        "undrained: the load balancer sends it nothing until one is), 2 invalid setting.",
     )
     parser.add_argument(
         "--timeout",

@@ -15,7 +15,18 @@ import pytest
 from app.settings import Settings, env_name
 from fleet.config import ROOT
 
-SCRIPTS = ["run", "stop", "status", "switch-db-mode", "rolling-restart", "scale", "ctl"]
+SCRIPTS = [
+    "run",
+    "stop",
+    "status",
+    "switch-db-mode",
+    "rolling-restart",
+    "scale",
+    "ctl",
+    "drain-host",
+    "undrain-host",
+    "fleet-hosts",
+]
 
 
 def run_script(name: str, *args: str, var_dir) -> subprocess.CompletedProcess:
