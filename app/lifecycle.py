@@ -11,14 +11,15 @@ The order matters, and each step closes a race seen under load through nginx (te
    retries on another process for any method (nothing was sent).
    tests/test_switch.py stops a process under a storm of new connections: a plain close lost 3-16 requests
    per stop there; this loses none.
-2. **Wait for connections, not only for requests.** A connection accepted a moment ago carries a request whose
-   headers Tornado has not parsed yet: no handler exists, so the in-flight count is still zero. Closing it then
-   would reset a request nginx has sent. The drain therefore waits until no request is in flight *and* either
-   every connection has closed (nginx's one-request connections close after their response) or nothing has
-   happened on them for `IDLE_GRACE` (what is left is an idle keep-alive connection).
-3. Requests that arrive on an open connection meanwhile are served, with ``Connection: close`` (BaseHandler), so
-   the client does not reuse the connection.
-4. At the deadline (FLEET_DRAIN_SECONDS), whatever is still open is closed; then app.server closes the store.
+2. **Let nginx close its connections.** nginx keeps connections to the processes open between requests
+   (upstream keep-alive, deploy/nginx.conf), and may send a request on an idle one at any moment: a POST sent on
+   a connection the process closes at that moment gets a 502 (nginx never resends a POST, LOCK or PATCH it has
+   sent). So the drain closes no connection itself. Requests that arrive on an open connection are served with
+   ``Connection: close`` (BaseHandler), after which nginx closes it; nginx closes idle ones after its upstream
+   ``keepalive_timeout`` (2 s). The drain waits until no request is in flight *and* no connection is open. A
+   connection accepted a moment ago with a request not parsed yet is open, so it is waited for too.
+3. At the deadline (FLEET_DRAIN_SECONDS, which must exceed nginx's keepalive_timeout), whatever is still open is
+   closed: only a client that neither sends nor closes is cut off. Then app.server closes the store.
    supervisord's stopwaitsecs (deploy/supervisord.conf) is well above that deadline.
 """
 
@@ -36,9 +37,6 @@ import tornado.iostream
 
 log = logging.getLogger("fleet.lifecycle")
 
-# Quiet time after which the connections still open while no request is in flight are idle keep-alive ones. A
-# request nginx has sent is parsed within one turn of the event loop, far below this.
-IDLE_GRACE = 0.25
 POLL = 0.02
 
 
@@ -47,31 +45,24 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.draining = False
-        self.in_flight = 0
+        # The handlers of the requests in flight: BaseHandler adds itself, app.web.log_request removes it. The
+        # stall shedder (app/shedding.py) reads the same set.
+        self.requests: set = set()
         self.open_connections = 0
-        # time.monotonic() of the last connection opened or request started or finished.
-        self.last_activity = time.monotonic()
 
-    def request_started(self) -> None:
-        self.in_flight += 1
-        self.last_activity = time.monotonic()
-
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-        self.last_activity = time.monotonic()
+    @property
+    def in_flight(self) -> int:
+        return len(self.requests)
 
     def connection_opened(self) -> None:
         self.open_connections += 1
-        self.last_activity = time.monotonic()
 
     def connection_closed(self) -> None:
         self.open_connections -= 1
 
     def settled(self) -> bool:
         """No request in flight and no connection that could still carry one."""
-        if self.in_flight:
-            return False
-        return self.open_connections == 0 or time.monotonic() - self.last_activity >= IDLE_GRACE
+        return not self.in_flight and not self.open_connections
 
     async def drain(self, server: FleetHTTPServer, deadline_seconds: float) -> bool:
         """Stop `server` and let its requests finish. Returns False if the deadline cut some off."""
@@ -86,15 +77,18 @@ class Lifecycle:
             deadline_seconds,
         )
         deadline = started + deadline_seconds
-        # Polled, not event-driven: "settled" includes a quiet period, which no single event marks.
+        # Polled: cheaper than an event on every request and connection, and the drain is rare.
         while time.monotonic() < deadline:
             if self.settled():
                 break
             await asyncio.sleep(POLL)
         clean = self.settled()
         if not clean:
-            log.warning("drain deadline reached with %d request(s) still in flight", self.in_flight)
-        # What is left now is idle keep-alive connections (or requests past the deadline).
+            log.warning(
+                "drain deadline reached with %d request(s) in flight and %d connection(s) open",
+                self.in_flight,
+                self.open_connections,
+            )
         await close_connections(server)
         log.info("drained in %.2fs", time.monotonic() - started)
         return clean
@@ -107,6 +101,8 @@ class FleetHTTPServer(tornado.httpserver.HTTPServer):
         super().initialize(*args, **kwargs)
         self.lifecycle = lifecycle
         self.listening: list[socket.socket] = []
+        # Every open connection's stream: stall shedding (app/shedding.py) looks for GETs waiting unread on them.
+        self.streams: set[tornado.iostream.IOStream] = set()
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         sockets = list(sockets)
@@ -115,10 +111,12 @@ class FleetHTTPServer(tornado.httpserver.HTTPServer):
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple) -> None:
         self.lifecycle.connection_opened()
+        self.streams.add(stream)
         super().handle_stream(stream, address)
 
-    def on_close(self, server_conn: object) -> None:
+    def on_close(self, server_conn) -> None:
         self.lifecycle.connection_closed()
+        self.streams.discard(server_conn.stream)
         super().on_close(server_conn)
 
     def stop_accepting(self) -> int:

@@ -11,8 +11,10 @@ loop lag, pool sizes and queues) is read from the objects that already keep it, 
 
 from __future__ import annotations
 
+import bisect
 import collections
 import inspect
+import itertools
 import logging
 import os
 import sys
@@ -34,7 +36,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from app.lifecycle import close_connections
 
@@ -67,19 +69,6 @@ class Metrics:
         Gauge(
             "fleet_process_start_time_seconds", "When this app process started (Unix time)", registry=self.registry
         ).set(self.started_at)
-        self._requests = Counter(
-            "fleet_http_requests",
-            "HTTP requests answered, by handler class, method and status",
-            ["handler", "method", "status"],
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "fleet_http_request_duration_seconds",
-            "Time from request received to response finished, by handler class",
-            ["handler"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
         self._db_latency = Histogram(
             "fleet_db_operation_duration_seconds",
             "Duration of Store operations (in threads mode including the wait for a pool thread)",
@@ -100,8 +89,11 @@ class Metrics:
             registry=self.registry,
         )
         self.refused_total = 0
-        # (handler, method, status) -> (counter child, histogram child): labels() costs a lock and validation.
-        self._request_children: dict[tuple[str, str, int], tuple] = {}
+        # (handler, method, status) -> [count, sum of seconds, count per LATENCY_BUCKETS slot, +Inf last]: plain
+        # Python counting on the loop thread, turned into fleet_http_requests_total and
+        # fleet_http_request_duration_seconds at scrape time (_LiveCollector). prometheus_client's Counter.inc and
+        # Histogram.observe take a lock and check the metric each time, which showed in the /json profile.
+        self.requests: dict[tuple[str, str, int], list] = {}
         self._db_children: dict[str, object] = {}
         self.requests_total = 0
         self.db_in_flight = 0
@@ -119,17 +111,19 @@ class Metrics:
         request = handler.request
         method = request.method if request.method in handler.SUPPORTED_METHODS else "OTHER"
         key = (type(handler).__name__, method, handler.get_status())
-        children = self._request_children.get(key)
-        if children is None:
-            children = (self._requests.labels(key[0], key[1], str(key[2])), self._latency.labels(key[0]))
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(request.request_time())
+        seconds = request.request_time()
+        counts = self.requests.get(key)
+        if counts is None:
+            counts = self.requests[key] = [0, 0.0, [0] * (len(LATENCY_BUCKETS) + 1)]
+        counts[0] += 1
+        counts[1] += seconds
+        counts[2][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.requests_total += 1
 
     def observe_refusal(self, reason: str) -> None:
         self._refused.labels(reason).inc()
-        self.refused_total += 1
+        if reason != "client_gone":  # the status page shows refusals someone received, not abandoned requests
+            self.refused_total += 1
 
     def observe_db(self, operation: str, seconds: float, error: BaseException | None) -> None:
         child = self._db_children.get(operation)
@@ -218,6 +212,33 @@ def motor_pool_stats() -> dict[str, int] | None:
     return {"size": size, "queued": queue.qsize()}
 
 
+def request_families(requests: dict[tuple[str, str, int], list]):
+    """fleet_http_requests_total{handler,method,status} and fleet_http_request_duration_seconds{handler} from the
+    plain counts Metrics.observe_request keeps."""
+    total = CounterMetricFamily(
+        "fleet_http_requests",
+        "HTTP requests answered, by handler class, method and status",
+        labels=["handler", "method", "status"],
+    )
+    per_handler: dict[str, list] = {}
+    for (handler, method, status), (count, seconds, slots) in sorted(requests.items()):
+        total.add_metric([handler, method, str(status)], count)
+        merged = per_handler.setdefault(handler, [0.0, [0] * len(slots)])
+        merged[0] += seconds
+        merged[1] = [a + b for a, b in zip(merged[1], slots, strict=True)]
+    latency = HistogramMetricFamily(
+        "fleet_http_request_duration_seconds",
+        "Time from request received to response finished, by handler class",
+        labels=["handler"],
+    )
+    for handler, (seconds, slots) in per_handler.items():
+        cumulative = list(itertools.accumulate(slots))
+        buckets = [(str(bound), n) for bound, n in zip(LATENCY_BUCKETS, cumulative, strict=False)]
+        latency.add_metric([handler], [*buckets, ("+Inf", cumulative[-1])], seconds)
+    yield total
+    yield latency
+
+
 class _LiveCollector:
     """Gauges read at scrape time from the objects that already keep the numbers (no cost per request)."""
 
@@ -226,6 +247,7 @@ class _LiveCollector:
 
     def collect(self):
         metrics = self.metrics
+        yield from request_families(metrics.requests)
         app = metrics._app_settings or {}
         lifecycle = app.get("lifecycle")
         if lifecycle is not None:

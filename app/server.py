@@ -29,6 +29,7 @@ log = logging.getLogger("fleet.server")
 
 MAX_BODY_BYTES = 1024 * 1024
 LISTEN_BACKLOG = 4096
+IDLE_CONNECTION_TIMEOUT = 300
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(serve(settings, args.port))
     except OSError as exc:
         log.error("cannot serve on %s:%d: %s", settings.host, args.port, exc)
-        return 1
+        return 3  # supervisord does not restart this exit (exitcodes in deploy/supervisord.conf)
     return 0
 
 
@@ -66,34 +67,48 @@ async def serve(settings: Settings, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    process_metrics = metrics.Metrics(mode=settings.db_mode, port=port)
-    store = metrics.InstrumentedStore(open_store(settings), process_metrics)
+    process_metrics = metrics.Metrics(mode=settings.db_mode, port=port) if settings.metrics else None
+    store = open_store(settings)
+    if process_metrics is not None:
+        store = metrics.InstrumentedStore(store, process_metrics)
     blocking = BlockingPool(settings.blocking_threads, queue_limit=settings.blocking_queue_limit)
     lifecycle = Lifecycle()
     # Stopped last, so it also names code that blocks the loop during the drain or while closing the store.
     watchdog = Watchdog(settings.watchdog_ms / 1000)
-    watchdog.start()
+    if settings.watchdog_ms:
+        watchdog.start()
     app = make_app(
         settings, store, blocking=blocking, port=port, lifecycle=lifecycle, watchdog=watchdog, metrics=process_metrics
     )
-    process_metrics.observe_app(app.settings)
-    rate_sampler = tornado.ioloop.PeriodicCallback(process_metrics.sample_rate, 1000)
-    rate_sampler.start()
+    rate_sampler = None
+    if process_metrics is not None:
+        process_metrics.observe_app(app.settings)
+        rate_sampler = tornado.ioloop.PeriodicCallback(process_metrics.sample_rate, 1000)
+        rate_sampler.start()
     metrics_server = None
     # Counts connections for the drain and stops listening without resetting queued ones (app/lifecycle.py);
-    # answers Tornado's own early 400s in JSON (app/early_errors.py).
-    server = JsonErrorsHTTPServer(app, xheaders=True, max_body_size=MAX_BODY_BYTES, lifecycle=lifecycle)
+    # answers Tornado's own early 400s in JSON (app/early_errors.py). No xheaders: Tornado's validates the client
+    # address with a getaddrinfo() call per request (the largest single cost in a /json profile after the
+    # connection handling); nginx sets X-Real-IP itself, and BaseHandler.client_ip reads it.
+    server = JsonErrorsHTTPServer(
+        app,
+        max_body_size=MAX_BODY_BYTES,
+        lifecycle=lifecycle,
+        # nginx closes idle kept-alive connections after 2 s (deploy/nginx.conf); the app must never close one
+        # first, or a POST nginx sends at that moment would fail. This only bounds clients that are not nginx.
+        idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
+    )
     try:
         # Backlog 4096, not Tornado's 128: a burst of 512 new connections from nginx overflowed 128 and nginx's
         # connect timed out (504); the kernel caps it at net.core.somaxconn (4096 here; README "Overload").
         server.listen(port, address=settings.host, backlog=LISTEN_BACKLOG)
         peers = [(settings.host, other) for other in settings.fleet_ports(port) if other != port]
-        if settings.stall_shedding and peers:
+        if settings.stall_shedding and settings.watchdog_ms and peers:
             # Alone, a process has no one to pass requests to: nginx would answer 502 instead of waiting.
             watchdog.on_stall = StallShedder(
                 server, server.listening, app.settings["in_flight"], lambda: watchdog.stalled, peers
             )
-        if settings.metrics_port_offset:
+        if process_metrics is not None and settings.metrics_port_offset:
             metrics_server = metrics.listen(process_metrics, settings.host, port + settings.metrics_port_offset)
         log.info(
             "listening on %s:%d, db_mode=%s, event_loop=%s", settings.host, port, settings.db_mode, settings.event_loop
@@ -108,6 +123,7 @@ async def serve(settings: Settings, port: int) -> None:
             cleanup.callback(watchdog.stop)
             cleanup.push_async_callback(blocking.aclose)
             cleanup.push_async_callback(store.close)
-            cleanup.callback(rate_sampler.stop)
+            if rate_sampler is not None:
+                cleanup.callback(rate_sampler.stop)
             # Metrics stay readable during the drain (the status page shows the process as draining).
             cleanup.push_async_callback(metrics.close, metrics_server)

@@ -105,10 +105,16 @@ class Settings:
     # asyncio's own loop by default; uvloop (libuv) is an opt-in. On the 2-CPU development machine scripts/bench
     # found no consistent gain (uvloop ÷ asyncio, median over modes and process counts: /json 1.60x but 0.33x to
     # 4.1x from cell to cell, database endpoints 0.8x-1.0x: bound by the database); measure on yours.
-    event_loop: str = "asyncio"
+    event_loop: str = "uvloop"
     # Loop lag past which the watchdog logs the blocking code's stack (app/watchdog.py): far above the lag of a
-    # busy but healthy loop (a few ms), far below what a client notices.
+    # busy but healthy loop (a few ms), far below what a client notices. 0 turns the watchdog, and with it stall
+    # shedding, off (what they cost is in README "Performance").
     watchdog_ms: int = 300
+    # Per-request metrics (app/metrics.py) and the metrics listener; off: neither (the status page then shows no
+    # rate, lag or pools).
+    metrics: bool = True
+    # Request ids: the X-Request-ID response header and the id in every log line written for a request (app/logs.py).
+    request_ids: bool = True
     # The fault-injection endpoint (/fault/block, app/handlers/fault.py): for demos and tests, never production.
     faults: bool = False
     # While the loop is stalled past FLEET_WATCHDOG_MS, close the connections of the GET/HEAD requests waiting for
@@ -191,7 +197,7 @@ class Settings:
         if self.env == "production":
             self._validate_production()
         _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
-        _require(self.watchdog_ms >= 10, "FLEET_WATCHDOG_MS", "must be at least 10")
+        _require(self.watchdog_ms == 0 or self.watchdog_ms >= 10, "FLEET_WATCHDOG_MS", "must be 0 (off) or at least 10")
         _require(0 <= self.metrics_port_offset < 65535, "FLEET_METRICS_PORT_OFFSET", "must be between 0 and 65534")
         try:
             self.fleet_ports(0)

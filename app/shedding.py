@@ -11,7 +11,11 @@ error`). It takes:
   after it moves on to an await): sending that one elsewhere would spread a "query of death" to the next process;
 - connections arriving in the accept queue while the stall lasts, as soon as they arrive, if their request is a
   GET or HEAD (read with MSG_PEEK, left unread); any other connection is handed back to the loop, which serves it
-  once it is free.
+  once it is free;
+- requests nginx sends on connections it keeps open between requests (upstream keep-alive) and that no handler
+  has seen yet, as soon as they arrive, if they are a GET or HEAD (MSG_PEEK again, or the bytes Tornado read
+  before the loop stalled). An idle kept-alive connection is never closed: nginx may be sending a POST on it at
+  that very moment, and a POST nginx has sent is never resent (the client would get a 502).
 Only GET and HEAD are shed. nginx does not pass a request it has sent with POST, LOCK or PATCH to another
 process (the client would get a 502); it does resend the other methods, DELETE and PUT included, but this app
 sheds only the two that handlers must keep idempotent. GET and HEAD are run again: nginx already replays them on
@@ -29,6 +33,7 @@ Alone (FLEET_APP_PORTS lists no other process), app.server starts no shedder at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import select
 import socket
@@ -135,32 +140,89 @@ class StallShedder:
         return shed
 
     def _shed_arrivals(self) -> int:
-        """Take connections off the accept queues as they arrive, for up to WAIT seconds while the stall lasts."""
-        shed = 0
+        """Shed GETs as they arrive, for up to WAIT seconds while the stall lasts: new connections in the accept
+        queues, and requests on kept-alive connections that no handler has seen."""
+        kept_alive, shed = self._kept_alive_waiting()
+        poller = select.poll()
+        listeners = {}
+        for listener in self.listening:
+            with contextlib.suppress(OSError, ValueError):  # closed by the drain
+                poller.register(listener, select.POLLIN)
+                listeners[listener.fileno()] = listener
+        for fd in kept_alive:
+            poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + WAIT
         while self.is_stalled() and (left := deadline - time.monotonic()) > 0:
             try:
-                ready, _, _ = select.select(self.listening, [], [], left)
-            except (OSError, ValueError):
-                return shed  # a listening socket was closed by the drain
-            for listener in ready:
-                # Checked again before every accept: the select may have returned after the loop came back.
-                while self.is_stalled():
-                    try:
-                        conn, address = listener.accept()
-                    except OSError:
-                        break  # queue empty (EAGAIN), or the socket was closed by the drain
-                    if first_bytes(conn).startswith(SAFE_PREFIXES) and self.is_stalled():
-                        try:
-                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
-                        except OSError:
-                            pass  # the client already reset it: a plain close does
-                        finally:
-                            conn.close()
-                        shed += 1
-                    else:
-                        self._hand_back(conn, address)
+                events = poller.poll(1000 * left)
+            except OSError:
+                return shed
+            for fd, event in events:
+                if fd in kept_alive:
+                    # Readable: a request arrived, or nginx closed the connection. Looked at once per call.
+                    poller.unregister(fd)
+                    sock = kept_alive.pop(fd)
+                    shed += self._shed_connection(sock, peek(sock))
+                elif event & (select.POLLNVAL | select.POLLERR):
+                    poller.unregister(fd)  # a listening socket the drain closed
+                elif fd in listeners:
+                    shed += self._shed_queue(listeners[fd])
         return shed
+
+    def _shed_queue(self, listener: socket.socket) -> int:
+        """Accept what is queued on `listener`: reset GETs and HEADs (nginx retries them), hand the rest back."""
+        shed = 0
+        # Checked again before every accept: the poll may have returned after the loop came back.
+        while self.is_stalled():
+            try:
+                conn, address = listener.accept()
+            except OSError:
+                break  # queue empty (EAGAIN), or the socket was closed by the drain
+            if first_bytes(conn).startswith(SAFE_PREFIXES) and self.is_stalled():
+                try:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+                except OSError:
+                    pass  # the client already reset it: a plain close does
+                finally:
+                    conn.close()
+                shed += 1
+            else:
+                self._hand_back(conn, address)
+        return shed
+
+    def _kept_alive_waiting(self) -> tuple[dict[int, socket.socket], int]:
+        """The kept-alive connections no handler is serving, by descriptor, to watch for arriving requests; and how
+        many of them were shed at once, because Tornado had read a GET from them before the loop stalled."""
+        # Copies made while the loop thread is blocked (list() of a set is one step under the GIL).
+        serving = {getattr(handler.request.connection, "stream", None) for handler in list(self.in_flight)}
+        idle: dict[int, socket.socket] = {}
+        shed = 0
+        for stream in list(self.server.streams):
+            sock = stream.socket
+            if stream in serving or sock is None or stream.closed():
+                continue
+            # Bytes Tornado read but has not parsed yet: a request whose handler the stalled loop never started.
+            buffered = bytes(stream._read_buffer[:8]) if stream._read_buffer_size else b""
+            if buffered:
+                shed += self._shed_connection(sock, buffered)
+                continue
+            try:
+                idle[sock.fileno()] = sock
+            except OSError:
+                continue
+        return idle, shed
+
+    def _shed_connection(self, sock: socket.socket, head: bytes) -> int:
+        """Shut down a kept-alive connection whose waiting request starts with `head`, if it is a GET or HEAD; 1 if
+        shed. Anything else (a POST waiting, an idle connection, one nginx closed) is left to the loop."""
+        if not head.startswith(SAFE_PREFIXES) or not self.is_stalled():
+            return 0
+        try:
+            # Not close(): the loop owns the descriptor; a shutdown leaves it valid for the loop to close.
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return 0
+        return 1
 
     def _hand_back(self, conn: socket.socket, address) -> None:
         try:
@@ -194,10 +256,19 @@ def running_handler(thread_id: int) -> tornado.web.RequestHandler | None:
 
 
 def first_bytes(conn: socket.socket) -> bytes:
-    """The first bytes of the request, left in the socket; empty if none arrive within FIRST_BYTES_WAIT."""
+    """The first bytes of the request on a new connection, left in the socket; empty if none arrive within
+    FIRST_BYTES_WAIT."""
     try:
         readable, _, _ = select.select([conn], [], [], FIRST_BYTES_WAIT)
-        return conn.recv(8, socket.MSG_PEEK | socket.MSG_DONTWAIT) if readable else b""
+    except (OSError, ValueError):
+        return b""
+    return peek(conn) if readable else b""
+
+
+def peek(conn: socket.socket) -> bytes:
+    """The first bytes waiting unread on `conn`, left there (empty if none, or if the peer closed it)."""
+    try:
+        return conn.recv(8, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except OSError:
         return b""
 

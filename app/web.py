@@ -57,6 +57,7 @@ def make_app(
             (r"/(status\.(?:js|css))", StatusAssetHandler, {"path": str(HERE / "static")}),
             (r"/openapi\.json", openapi.OpenApiHandler),  # the notes API's OpenAPI document (app/openapi.py)
         ]
+    lifecycle = lifecycle or Lifecycle()
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
@@ -67,10 +68,10 @@ def make_app(
         store=store,
         blocking=blocking,
         process=ProcessInfo(port=port),
-        lifecycle=lifecycle or Lifecycle(),
-        # The handlers of the requests in flight (BaseHandler adds and removes itself): the requests the stall
-        # shedder (app/shedding.py) may send to another process while this one's loop is blocked.
-        in_flight=set(),
+        lifecycle=lifecycle,
+        # The handlers of the requests in flight (BaseHandler adds itself, log_request removes it): the requests the
+        # stall shedder (app/shedding.py) may send to another process while this one's loop is blocked.
+        in_flight=lifecycle.requests,
         # app.server starts one inside the loop; an app built without one reports zero lag.
         watchdog=watchdog or Watchdog(settings.watchdog_ms / 1000),
         # app.metrics.Metrics (app.server creates it); None: nothing is counted.
@@ -83,7 +84,14 @@ def make_app(
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    # nginx keeps the access log; here only what an operator must see: errors, and everything at DEBUG.
+    """The one per-request hook (Tornado calls it once from finish()): the request leaves the in-flight set, is
+    counted in the metrics, and is logged if it failed (nginx keeps the access log; here only what an operator must
+    see: errors, and every request at DEBUG)."""
+    settings = handler.settings
+    settings["in_flight"].discard(handler)
+    metrics = settings["metrics"]
+    if metrics is not None:
+        metrics.observe_request(handler)
     status = handler.get_status()
     level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.DEBUG
     if access_log.isEnabledFor(level):

@@ -1,7 +1,9 @@
 """The stall shedder's choices, the timed store and the metrics listener, in-process (no fleet, no database).
 
 test_blast_radius.py checks shedding through real processes; these pin what is hard to time there: a request seen
-blocking the loop is never shed, even once it has moved on to an await, and nothing is shed once the stall ended.
+blocking the loop is never shed, even once it has moved on to an await, and nothing is shed once the stall ended;
+on kept-alive connections (nginx's upstream keep-alive) a waiting GET is shed, a waiting POST and an idle
+connection never are.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import select
 import socket
 import threading
+import time
 
 import pytest
 import tornado.httputil
@@ -18,16 +21,36 @@ import tornado.web
 from app import metrics, shedding
 from app.handlers.benchmark import UpdatesHandler
 from app.lifecycle import Lifecycle
+from app.settings import Settings
 
 
 class _Connection:
     """What RequestHandler and the shedder read from an HTTP connection: a close callback and a stream's socket."""
 
     def __init__(self, sock: socket.socket):
-        self.stream = type("Stream", (), {"socket": sock})()
+        self.stream = _Stream(sock)
 
     def set_close_callback(self, callback) -> None:
         pass
+
+
+class _Stream:
+    """What the shedder reads from a Tornado IOStream: its socket, whether it is closed, and its read buffer."""
+
+    def __init__(self, sock: socket.socket, buffered: bytes = b""):
+        self.socket = sock
+        self._read_buffer = bytearray(buffered)
+        self._read_buffer_size = len(buffered)
+
+    def closed(self) -> bool:
+        return False
+
+
+class _Server:
+    """The shedder's view of the HTTP server: its open connections' streams."""
+
+    def __init__(self, streams=()):
+        self.streams = set(streams)
 
 
 class Blocker(tornado.web.RequestHandler):
@@ -57,7 +80,7 @@ def make_handler(cls, method: str = "GET"):
         headers=tornado.httputil.HTTPHeaders({"Host": "fleet"}),
     )
     # What BaseHandler counts its requests in (app.web sets both).
-    handler = cls(tornado.web.Application(lifecycle=Lifecycle(), in_flight=set()), request)
+    handler = cls(tornado.web.Application(lifecycle=Lifecycle(), in_flight=set(), fleet=Settings()), request)
     return handler, theirs
 
 
@@ -72,10 +95,63 @@ def peer_answers(monkeypatch):
     monkeypatch.setattr(shedding, "answers_health_check", lambda peer: True)
 
 
-def shedder_for(handlers, stalled):
+def shedder_for(handlers, stalled, streams=()):
     return shedding.StallShedder(
-        server=None, listening=[], in_flight=set(handlers), is_stalled=lambda: stalled[0], peers=[("127.0.0.1", 9)]
+        server=_Server(streams),
+        listening=[],
+        in_flight=set(handlers),
+        is_stalled=lambda: stalled[0],
+        peers=[("127.0.0.1", 9)],
     )
+
+
+def kept_alive(sent: bytes = b"", buffered: bytes = b""):
+    """A kept-alive connection no handler serves: (its stream, nginx's end). `sent` waits unread in the socket,
+    `buffered` was read by Tornado before the loop stalled."""
+    ours, theirs = socket.socketpair()
+    _sockets.extend((ours, theirs))
+    if sent:
+        theirs.sendall(sent)
+    return _Stream(ours, buffered), theirs
+
+
+def test_on_kept_alive_connections_a_waiting_get_is_shed_but_a_post_or_an_idle_one_never(peer_answers):
+    async def scenario():
+        stalled = [True]
+        get, get_peer = kept_alive(b"GET /db HTTP/1.1\r\nHost: app\r\n\r\n")
+        head, head_peer = kept_alive(buffered=b"HEAD /json HTTP/1.1\r\nHost: app\r\n\r\n")
+        post, post_peer = kept_alive(b"POST /api/notes HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+        idle, idle_peer = kept_alive()
+        shed = shedder_for([], stalled, streams=[get, head, post, idle])
+        thread = threading.Thread(target=shed)
+        thread.start()
+        thread.join()
+        assert was_shed(get_peer) and was_shed(head_peer)
+        assert not was_shed(post_peer) and not was_shed(idle_peer)
+        assert shed.shed == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_get_arriving_on_an_idle_kept_alive_connection_during_the_stall_is_shed(peer_answers):
+    async def scenario():
+        stalled = [True]
+        idle, nginx_end = kept_alive()
+        shed = shedder_for([], stalled, streams=[idle])
+
+        # nginx picks the idle connection while the stall lasts; the watchdog calls the shedder again and again.
+        def watchdog_calls():
+            deadline = time.monotonic() + 5
+            while not shed.shed and time.monotonic() < deadline:
+                shed()
+
+        thread = threading.Thread(target=watchdog_calls)
+        thread.start()
+        nginx_end.sendall(b"GET /json HTTP/1.1\r\nHost: app\r\n\r\n")
+        thread.join()
+        assert was_shed(nginx_end)
+
+    asyncio.run(scenario())
 
 
 def test_the_blocking_request_is_never_shed_even_after_it_moves_on_to_an_await(peer_answers):

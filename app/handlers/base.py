@@ -8,9 +8,13 @@ import json
 import logging
 import os
 import re
+import time
 from typing import Any
 
+import orjson
+import tornado
 import tornado.web
+from tornado import httputil
 
 from app import admission, validation
 from app.logs import request_id_var
@@ -19,26 +23,50 @@ from app.validation import ValidationError
 
 log = logging.getLogger("fleet.http")
 
+SERVER = f"TornadoServer/{tornado.version}"
+_date_cache = [0, ""]
+
+
+def http_date() -> str:
+    """The Date header's value for now; formatted at most once a second (its resolution)."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[:] = now, httputil.format_timestamp(now)
+    return _date_cache[1]
+
+
 # An incoming X-Request-ID is kept only if it looks like this (nginx's map in deploy/nginx.conf uses the same
 # rule): no spaces, quotes or control characters, so it cannot forge or break a log line or a header.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}\Z")
 
 
 class BaseHandler(tornado.web.RequestHandler):
+    """What every request pays is kept to what a plain Tornado handler pays, or less (README "Performance"): its
+    start and end are one set insertion and one call of `app.web.log_request`, the one per-request hook for the
+    drain's accounting, metrics and logs; the Date header is formatted once a second; no ETag is hashed."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.lifecycle.request_started()
-        self._counted = True
+        # Requests in flight, for the drain, the status page and the stall shedder; app.web.log_request removes it.
         self.settings["in_flight"].add(self)
 
-    def on_finish(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.lifecycle.request_finished()
-            self.settings["in_flight"].discard(self)
-            metrics = self.settings.get("metrics")
-            if metrics is not None:
-                metrics.observe_request(self)
+    def clear(self) -> None:
+        # Tornado's RequestHandler.clear (6.6), but with a Date header formatted once a second rather than per
+        # response (a format_timestamp per request showed in the /json profile), and the request id set directly
+        # (it is already validated). Tornado calls this again when send_error resets the headers.
+        headers = {"Server": SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": http_date()}
+        if self.fleet.request_ids:
+            headers["X-Request-Id"] = self.request_id
+        self._headers = httputil.HTTPHeaders(headers)
+        self.set_default_headers()
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
+
+    def compute_etag(self) -> str | None:
+        # Tornado hashes every 200 GET body (SHA-1) to answer If-None-Match; nothing here is cached by clients, so
+        # that is pure cost. A handler whose responses are worth revalidating sets its own ETag.
+        return None
 
     @functools.cached_property
     def request_id(self) -> str:
@@ -49,14 +77,17 @@ class BaseHandler(tornado.web.RequestHandler):
             return incoming
         return os.urandom(16).hex()
 
-    def set_default_headers(self) -> None:
-        # Tornado calls this again when send_error clears the headers, so error responses carry the id too.
-        self.set_header("X-Request-ID", self.request_id)
+    @property
+    def client_ip(self) -> str:
+        """The client's address: nginx's X-Real-IP (nginx sets it from the connection, never from the client), or
+        the peer's address when the process is reached directly. `request.remote_ip` is nginx's own address."""
+        return self.request.headers.get("X-Real-Ip") or self.request.remote_ip
 
     def prepare(self) -> None:
         # Every line logged while this request is served carries its id (app.logs); prepare runs inside the task
         # Tornado serves the request in, so the value stays with this request.
-        request_id_var.set(self.request_id)
+        if self.fleet.request_ids:
+            request_id_var.set(self.request_id)
         admission.admit(self)  # in-progress bound (503 + Retry-After), the request's deadline (app/admission.py)
         if self.lifecycle.draining:
             # nginx must not send another request on this connection: the process is about to exit.
@@ -94,8 +125,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, ensure_ascii=False))
+        self._headers["Content-Type"] = "application/json"
+        # orjson: UTF-8 (like json.dumps with ensure_ascii=False), compact, about ten times faster.
+        self.finish(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
 
     def json_body(self) -> Any:
         return validation.parse_json(self.request.body)
@@ -120,7 +152,7 @@ class BaseHandler(tornado.web.RequestHandler):
         error = kwargs.get("exc_info", (None, None, None))[1]
         body: dict[str, Any]
         if isinstance(error, admission.Refused):
-            status_code, body = 503, admission.refusal(self, error)
+            status_code, body = error.status_code, admission.refusal(self, error)
         elif isinstance(error, ValidationError):
             status_code, body = 400, {"error": error.message}
             if error.field:

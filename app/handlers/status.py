@@ -52,3 +52,6 @@ class StatusPageHandler(BaseHandler):
 class StatusAssetHandler(BaseHandler, tornado.web.StaticFileHandler):
     """The page's script and stylesheet: files (nginx's Content-Security-Policy forbids inline ones), served
     through BaseHandler so they carry an X-Request-ID, are counted like any request and fail as JSON."""
+
+    # Files are worth revalidating: keep StaticFileHandler's ETag (BaseHandler computes none).
+    compute_etag = tornado.web.StaticFileHandler.compute_etag

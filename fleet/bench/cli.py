@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from app.settings import DB_MODES, EVENT_LOOPS
-from fleet.bench import plots, report, runner, tuning, wrk
+from fleet.bench import compare, compare_report, plots, profile, report, runner, tuning, wrk
 from fleet.bench.endpoints import ENDPOINTS
 from fleet.bench.stats import total_errors
 from fleet.config import ROOT
@@ -76,6 +76,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--report-only", type=Path, metavar="RESULTS_JSON", help="rewrite report and plots from a saved results.json"
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="instead: the fleet side by side with plain Tornado (same N, same database), requests/s and CPU µs per "
+        "request per layer; one mode (the first of --modes, default async), N from --procs (default 2); writes "
+        "compare.md, compare.json, compare.png (~6 min; --features adds a fleet per feature turned off, ~+4 min)",
+    )
+    parser.add_argument("--rounds", type=positive, help="--compare: alternating rounds per endpoint (default 5)")
+    parser.add_argument("--features", action="store_true", help="--compare: also price each feature (see --compare)")
+    parser.add_argument(
+        "--profile",
+        metavar="ENDPOINT",
+        type=names_of(ENDPOINTS),
+        help="instead: py-spy flame graph and hot-function table of one app process under load on ENDPOINT "
+        "(profile-ENDPOINT.svg/.md; mode from --modes, N from --procs, --duration seconds, default 10)",
     )
     return parser.parse_args(argv)
 
@@ -201,7 +217,7 @@ def update_readme(results: dict, images: list[Path], readme: Path = README) -> P
     return readme
 
 
-def main_tune(plan: runner.Plan, out: Path) -> int:
+def main_tune(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
     estimate = tuning.estimate_seconds(plan)
     print(f"bench --tune: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
     results = measure(lambda: tuning.run(plan), "tuning", out)
@@ -212,6 +228,51 @@ def main_tune(plan: runner.Plan, out: Path) -> int:
     print(text)
     print(f"bench: wrote {out / 'tuning.json'}, {out / 'tuning.md'}")
     return EXIT_FAILED_REQUESTS if total_errors(results["measurements"]) else 0
+
+
+def main_compare(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
+    compare_plan = compare.ComparePlan(
+        mode=plan.modes[0] if args.modes else "async",
+        procs=plan.procs[0] if args.procs else 2,
+        endpoints=plan.endpoints,
+        rounds=args.rounds or compare.ComparePlan.rounds,
+        duration_s=args.duration or compare.ComparePlan.duration_s,
+        warmup_s=plan.warmup_s,
+        features=args.features,
+        wrk=plan.wrk,
+    )
+    estimate = compare_plan.estimate_seconds()
+    print(f"bench --compare: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
+    results = measure(lambda: compare.run(compare_plan), "comparison", out)
+    written = compare_report.write(results, out, with_plots=not args.no_plots)
+    print(compare_report.markdown(results))
+    if args.readme:
+        images = [os.path.relpath(p, README.parent) for p in written if p.suffix == ".png"]
+        block = compare_report.markdown(results) + "".join(f"\n![cost per request by layer]({i})\n" for i in images)
+        text = report.replace_readme_block(
+            README.read_text(), block, compare_report.README_BEGIN, compare_report.README_END
+        )
+        README.write_text(text)
+        written.append(README)
+    print("bench: wrote " + ", ".join(str(p) for p in written))
+    failed = sum(r["errors"] for r in results["runs"])
+    if failed:
+        print(f"bench: {failed} requests failed (see the errors column)", file=sys.stderr)
+        return EXIT_FAILED_REQUESTS
+    return 0
+
+
+def main_profile(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
+    profile_plan = profile.ProfilePlan(
+        endpoint=args.profile[0],
+        mode=plan.modes[0] if args.modes else "async",
+        procs=plan.procs[0] if args.procs else 2,
+        seconds=args.duration or profile.ProfilePlan.seconds,
+        wrk=plan.wrk,
+    )
+    written = measure(lambda: profile.run(profile_plan, out), "profile", out)
+    print("bench: wrote " + ", ".join(str(p) for p in written))
+    return 0
 
 
 def load_saved(path: Path) -> dict:
@@ -243,8 +304,9 @@ def run_command(args: argparse.Namespace) -> int:
                 print("bench: --url must be http://HOST:PORT", file=sys.stderr)
                 return 2
             out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-            if args.tune:
-                return main_tune(plan, out)
+            for wanted, special in ((args.tune, main_tune), (args.compare, main_compare), (args.profile, main_profile)):
+                if wanted:
+                    return special(args, plan, out)
             estimate = plan.estimate_seconds()
             print(f"bench: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
             results = measure(lambda: runner.run(plan), "benchmark", out)

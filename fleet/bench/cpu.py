@@ -1,0 +1,106 @@
+"""CPU time per request, per layer (nginx, the app processes, the database, the load generator), from /proc.
+
+On a shared 2-core machine requests/s moves by ±30% from run to run, while the CPU time each layer spends per
+request moves far less: it is what a layer costs, whatever else the machine does. Each process's user + system
+time is read from /proc/PID/stat before and after a load run; the load generator (wrk, a child of this process)
+from getrusage(RUSAGE_CHILDREN), which counts children once they have exited.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+PROC = Path("/proc")
+# The layers, in the order reports show them; "wrk" is filled from getrusage.
+LAYERS = ("nginx", "app", "db", "wrk")
+
+
+def cpu_seconds(pid: int, proc: Path = PROC) -> float:
+    """User + system CPU seconds of one process so far (0 if it is gone)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_pids(parent: int, proc: Path = PROC) -> list[int]:
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def command_line(pid: int, proc: Path = PROC) -> list[str]:
+    try:
+        return (proc / str(pid) / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def pids_matching(*words: str, proc: Path = PROC) -> list[int]:
+    """Processes whose command line contains every one of `words` as an argument (e.g. "--port", "27018")."""
+    found = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            args = command_line(int(entry.name), proc)
+            if all(any(word in arg for arg in args) for word in words):
+                found.append(int(entry.name))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Layers:
+    """The processes of each layer of one thing under load (a fleet, or the plain reference)."""
+
+    pids: Mapping[str, tuple[int, ...]]
+
+    def snapshot(self) -> dict[str, float]:
+        taken = {layer: sum(cpu_seconds(pid) for pid in pids) for layer, pids in self.pids.items()}
+        taken["wrk"] = children_cpu_seconds()
+        return taken
+
+
+def fleet_layers(process_pids: Mapping[str, int], db_pids: Iterable[int] = ()) -> Layers:
+    """A fleet from supervisord's name -> pid map (fleet.supervisor.Supervisor.pids): nginx, master and workers;
+    the app processes (app-PORT); the database (its own `db` program, or `db_pids` when it runs elsewhere)."""
+    nginx, app, db = [], [], list(db_pids)
+    for name, pid in process_pids.items():
+        if name == "nginx":
+            nginx += [pid, *child_pids(pid)]
+        elif name.startswith("app-"):
+            app.append(pid)
+        elif name == "db":
+            db.append(pid)
+    return Layers({"nginx": tuple(nginx), "app": tuple(app), "db": tuple(db)})
+
+
+def process_tree(parent: int) -> tuple[int, ...]:
+    """`parent` and its children (the plain reference: the forking parent and its workers)."""
+    return (parent, *child_pids(parent))
+
+
+def per_request_us(before: Mapping[str, float], after: Mapping[str, float], requests: int) -> dict[str, float]:
+    """CPU microseconds per request of each layer between two snapshots (None where nothing was served)."""
+    if requests <= 0:
+        return {}
+    return {layer: 1e6 * (after[layer] - before[layer]) / requests for layer in after}
