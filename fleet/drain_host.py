@@ -5,9 +5,9 @@ app process is ready, 503 while the host is draining. Draining:
 1. writes FLEET_VAR_DIR/host-draining.conf (one `return 503` line that nginx's /hostz location includes) and
    reloads nginx, then waits until /hostz answers 503 "draining";
 2. waits until the load balancer has moved the traffic away: no new request in nginx's access log for `--quiet`
-   seconds (the log is flushed every second; /hostz itself is not logged), at most `--timeout` seconds. When the
-   traffic does not stop, the host is undrained again (the load balancer is not checking /hostz, or not this
-   host's) and the command fails: nothing is left half done;
+   seconds (the log is flushed every second; /hostz itself is not logged, and requests from the host itself are
+   not counted), at most `--timeout` seconds. When the traffic does not stop, the host is undrained again (the
+   load balancer is not checking /hostz, or not this host's) and the command fails: nothing is left half done;
 3. optionally (`--then`) restarts every app process one at a time (fleet/rolling.py: a code deploy) or stops the
    whole fleet (scripts/stop).
 The host stays out of rotation until `scripts/undrain-host` (fleet/undrain_host.py), also across a restart of the
@@ -36,6 +36,7 @@ HEALTH_PATH = "/hostz"
 QUIET_SECONDS = 3.0
 DRAIN_TIMEOUT = 60.0
 NGINX_TIMEOUT = 15.0
+LOCAL_ADDRESSES = ("127.0.0.1", "::1")
 
 
 class HostError(RuntimeError):
@@ -102,7 +103,9 @@ def set_draining(host: Host, draining: bool, timeout: float = NGINX_TIMEOUT) -> 
 
 
 class AccessLog:
-    """New requests in nginx's JSON access log since the last look (health checks left out)."""
+    """New requests in nginx's JSON access log since the last look. Left out: health checks, and requests from the
+    host itself (127.0.0.1, ::1: the rolling restart's probes through nginx, scripts, an operator's curl), which
+    are not the load balancer's traffic."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -125,14 +128,16 @@ class AccessLog:
             data = self.partial + log.read()
         self.offset += len(data) - len(self.partial)
         *lines, self.partial = data.split(b"\n")
-        return sum(1 for line in lines if line.strip() and not is_health_check(line))
+        return sum(1 for line in lines if line.strip() and is_traffic(line))
 
 
-def is_health_check(line: bytes) -> bool:
+def is_traffic(line: bytes) -> bool:
+    """An access log line of a request from elsewhere (not a /hostz check, not from this host)."""
     try:
-        return json.loads(line).get("uri") == HEALTH_PATH
+        entry = json.loads(line)
     except ValueError:
-        return False
+        return True  # not the fleet's format: count it rather than miss traffic
+    return entry.get("uri") != HEALTH_PATH and entry.get("remote_addr") not in LOCAL_ADDRESSES
 
 
 @dataclasses.dataclass(frozen=True)

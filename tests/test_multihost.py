@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ SERVER_TIMEOUT_S = 5
 # client address, and every request reaches a host from HAProxy's one address): 8 clients x 4/s, 3/4 of them API
 # requests, over 2 hosts while one is out.
 CLIENTS, RATE = 8, 4.0
+SLOW_GET_SECONDS = 2.0
 
 HAPROXY_CFG = """\
 global
@@ -146,6 +148,8 @@ class Topology:
                 # or a database operation's socket timeout passes (3 s), before HAProxy's 5 s for a whole request.
                 app_env={
                     "FLEET_DB_MODE": "motor",
+                    # /fault/sleep: slow GETs that are surely in flight when a host's link is cut.
+                    "FLEET_FAULTS": "true",
                     "FLEET_REQUEST_TIMEOUT_MS": "3000",
                     "FLEET_DB_SOCKET_TIMEOUT_MS": "3000",
                 },
@@ -369,11 +373,32 @@ def test_a_mode_switch_across_all_hosts_fails_no_request_and_loses_no_write(topo
             print(f"  {line}")
 
 
+def slow_gets(url: str, count: int, seconds: float) -> tuple[list[threading.Thread], list[tuple[int, float]]]:
+    """`count` GET /fault/sleep requests at once, each in its own thread; (threads, [(status, latency)])."""
+    results: list[tuple[int, float]] = []
+
+    def one() -> None:
+        began = time.monotonic()
+        try:
+            status = probe.request("GET", f"{url}/fault/sleep?seconds={seconds:g}", timeout=30).status
+        except OSError:
+            status = 0
+        results.append((status, time.monotonic() - began))
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
 def test_a_host_whose_link_is_cut_fails_only_requests_in_flight_there_and_rejoins(topology):
     topo = topology
     wait_all_up(topo)
     with topo.load() as load:
         wait_for_requests(load)
+        # Slow GETs spread over the hosts (leastconn), some surely in flight on h2 when its link goes.
+        threads, slow = netns.in_netns(topo.ns("lb"), slow_gets, topo.url, 3 * len(APP_HOSTS), SLOW_GET_SECONDS)
+        time.sleep(SLOW_GET_SECONDS / 4)
         cut = time.monotonic()
         try:
             topo.network.set_link("h2", up=False)
@@ -389,7 +414,13 @@ def test_a_host_whose_link_is_cut_fails_only_requests_in_flight_there_and_rejoin
         assert to_up is not None, f"HAProxy never marked h2 up again: {topo.servers()['h2']}"
         assert probe.wait_until(lambda: topo.sent_to("h2") > sent_while_down, 30), "h2 got no request after rejoining"
         wait_for_requests(load)
+        for thread in threads:
+            thread.join(60)
     result = load.result
+    assert [status for status, _ in slow] == [200] * len(slow), f"slow GETs failed: {slow}"
+    # One in flight on h2 had no answer: HAProxy waited its server timeout, then sent it to another host.
+    retried = [latency for _, latency in slow if latency >= SERVER_TIMEOUT_S]
+    assert retried, f"no slow GET was in flight on h2 at the cut (latencies {sorted(x for _, x in slow)})"
     failures = result.failures
     assert [f for f in failures if f.op != "write"] == [], "GETs failed: HAProxy should have retried them"
     # A POST already sent to h2 cannot be retried (it may have been applied there): those in flight at the cut fail.
@@ -400,7 +431,9 @@ def test_a_host_whose_link_is_cut_fails_only_requests_in_flight_there_and_rejoin
     print(
         f"\nlink of h2 cut for {back - cut:.1f}s: {result.summary()}; HAProxy marked it DOWN {to_down:.2f}s after "
         f"the cut (checks every {CHECK_INTER_MS} ms, fall {CHECK_FALL}, timeout {CHECK_TIMEOUT_MS} ms) and UP "
-        f"{to_up:.2f}s after the link came back; failed: {len(failures)} POSTs in flight on h2"
+        f"{to_up:.2f}s after the link came back; failed: {len(failures)} POSTs in flight on h2; "
+        f"{len(retried)} of {len(slow)} slow GETs were in flight on h2 and answered by another host after "
+        f"{min(retried):.1f}-{max(retried):.1f}s"
     )
 
 
