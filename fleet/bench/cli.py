@@ -10,6 +10,7 @@ interrupted or stopped, every process it started is stopped first.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from app.settings import DB_MODES, EVENT_LOOPS
-from fleet.bench import compare, compare_report, plots, profile, report, runner, tuning, wrk
+from fleet.bench import compare, compare_report, overload, plots, profile, report, runner, tuning, wrk
 from fleet.bench.endpoints import ENDPOINTS
 from fleet.bench.stats import total_errors
 from fleet.config import ROOT
@@ -92,6 +93,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=names_of(ENDPOINTS),
         help="instead: py-spy flame graph and hot-function table of one app process under load on ENDPOINT "
         "(profile-ENDPOINT.svg/.md; mode from --modes, N from --procs, --duration seconds, default 10)",
+    )
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="instead: open-loop overload through nginx, 0.5x to 4x the measured capacity on /db and the API "
+        "(async and motor, N from --procs, default 2): goodput, p50/p99 of accepted requests, refusal p99, RSS per "
+        "process; writes overload.md, overload.json, overload.png into results/overload (~9 min; --quick: ~1 min)",
     )
     return parser.parse_args(argv)
 
@@ -275,6 +283,35 @@ def main_profile(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
     return 0
 
 
+def main_overload(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
+    overload_plan = overload.default_plan(args.quick)
+    if args.procs:
+        overload_plan = dataclasses.replace(overload_plan, procs=plan.procs[0])
+    if not args.out:
+        out = QUICK_OUT / "overload" if args.quick else ROOT / "results" / "overload"
+    estimate = overload_plan.estimate_seconds()
+    print(f"bench --overload: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
+    results = measure(lambda: overload.run(overload_plan), "overload", out)
+    written = overload.write(results, out, with_plot=not args.no_plots)
+    print(overload.markdown(results))
+    if args.readme:
+        image = next((os.path.relpath(p, README.parent) for p in written if p.suffix == ".png"), None)
+        block = overload.readme_block(results, image)
+        README.write_text(
+            report.replace_readme_block(README.read_text(), block, overload.README_BEGIN, overload.README_END)
+        )
+        written.append(README)
+    print("bench: wrote " + ", ".join(str(p) for p in written))
+    failed = overload.failed_total(results)
+    if failed:
+        print(
+            f"bench: {failed} requests failed (answers other than 2xx, 503, 429; see the failed column)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_REQUESTS
+    return 0
+
+
 def load_saved(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -304,7 +341,12 @@ def run_command(args: argparse.Namespace) -> int:
                 print("bench: --url must be http://HOST:PORT", file=sys.stderr)
                 return 2
             out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
-            for wanted, special in ((args.tune, main_tune), (args.compare, main_compare), (args.profile, main_profile)):
+            for wanted, special in (
+                (args.tune, main_tune),
+                (args.compare, main_compare),
+                (args.profile, main_profile),
+                (args.overload, main_overload),
+            ):
                 if wanted:
                     return special(args, plan, out)
             estimate = plan.estimate_seconds()
