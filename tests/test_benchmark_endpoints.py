@@ -1,4 +1,5 @@
-"""The TechEmpower endpoints follow the TFB rules (DESIGN.md, "Benchmark workload"), in every mode."""
+"""The TechEmpower endpoints follow the TFB rules (DESIGN.md, "Benchmark workload"), in every mode, and so does the
+plain-Tornado reference that `scripts/bench --compare` measures the fleet against (fleet/bench/plain_tornado.py)."""
 
 import html
 import json
@@ -10,8 +11,28 @@ import pytest
 from pymongo import MongoClient
 
 from app.handlers.benchmark import parse_queries
+from app.settings import DB_MODES
+from fleet.bench.compare import ComparePlan, plain_reference
+from fleet.sandbox import start_app
 from fleet.seed import fortunes
 from tests.client import get
+
+PLAIN = "plain-tornado"
+
+
+@pytest.fixture(scope="module", params=[*DB_MODES, PLAIN])
+def app_url(request, mongo_uri, tmp_path_factory):
+    """An app process in each mode, and the plain reference (one worker, `async` driver), on the seeded database."""
+    if request.param == PLAIN:
+        folder = tmp_path_factory.mktemp("plain")
+        with plain_reference(ComparePlan(mode="async", procs=1), mongo_uri, (), folder) as target:
+            yield target.url
+        return
+    app = start_app({"FLEET_DB_MODE": request.param, "MONGODB_URI": mongo_uri}, tmp_path_factory.mktemp("app"))
+    try:
+        yield app.url
+    finally:
+        app.stop()
 
 
 def check_common_headers(response, content_type):
