@@ -158,7 +158,15 @@ LOADS = {
 
 # Blocks on two processes in turn follow each other this closely (seconds).
 ALTERNATE_GAP = 0.5
-FAULT_NOTES = {"direct": "", "alternate": " (2 processes, in turn)", "nginx": " (slow GET via nginx)"}
+FAULT_NOTES = {
+    "direct": "",
+    "alternate": " (2 processes, in turn)",
+    "nginx": " (slow GET via nginx)",
+    "sigstop": " (whole process frozen: SIGSTOP)",
+}
+# A process frozen whole (SIGSTOP: what swapping, a C extension holding the GIL or a debugger does) is out of every
+# in-process mechanism's reach, its watchdog thread included; frozen this long, as the design's outside check does.
+SIGSTOP_SECONDS = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,7 +194,8 @@ class Scenario:
     load: str
     shedding: bool = True  # FLEET_STALL_SHEDDING
     # Where each block is sent: "direct", the first process's own port; "alternate", the first and the second
-    # process's ports in turn (one process blocked after another); "nginx", a slow GET through nginx.
+    # process's ports in turn (one process blocked after another); "nginx", a slow GET through nginx; "sigstop", the
+    # first process frozen with SIGSTOP and thawed with SIGCONT.
     fault_via: str = "direct"
 
     @property
@@ -225,6 +234,7 @@ def plan(quick: bool) -> list[list[Scenario]]:
     fleets = [without, shedding]
     fleets += [[Scenario(procs, "motor", SHIPPED, load) for load in both] for procs in (1, 4)]
     fleets += [[Scenario(2, mode, SHIPPED, "saturating")] for mode in ("threads", "async")]
+    fleets += [[Scenario(3, "motor", SHIPPED, load, True, "sigstop") for load in both]]
     return fleets
 
 
@@ -290,23 +300,49 @@ async def inject_blocks(ports: list[int], t0: float, timing: Timing) -> list[dic
     return blocks
 
 
+async def inject_stops(pid: int, t0: float, timing: Timing) -> list[dict]:
+    """Freeze process `pid` (SIGSTOP) at each of timing.starts for timing.block_seconds, then thaw it (SIGCONT)."""
+    stops = []
+    try:
+        for start in timing.starts:
+            delay = t0 + start - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            began = time.monotonic() - t0
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(timing.block_seconds)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            stops.append({"start": round(began, 3), "end": round(time.monotonic() - t0, 3), "status": "SIGSTOP"})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return stops
+
+
 async def drive(fleet: Fleet, scenario: Scenario, timing: Timing) -> tuple[list[Sample], list[dict]]:
     load = LOADS[scenario.load]
     t0 = time.monotonic() + 0.2
-    targets = {
-        "direct": fleet.config.app_ports[:1],
-        "alternate": fleet.config.app_ports[:2],
-        "nginx": [fleet.config.port],
-    }[scenario.fault_via]
+    if scenario.fault_via == "sigstop":
+        faults = inject_stops(fleet.supervisor.pids()[f"app-{fleet.config.app_ports[0]}"], t0, timing)
+    else:
+        targets = {
+            "direct": fleet.config.app_ports[:1],
+            "alternate": fleet.config.app_ports[:2],
+            "nginx": [fleet.config.port],
+        }[scenario.fault_via]
+        faults = inject_blocks(targets, t0, timing)
     runs = [
         run_load(fleet.config.port, path, t0=t0, duration=timing.duration, rate=load.rate, connections=load.connections)
         for path in PATHS
     ]
-    *per_path, blocks = await asyncio.gather(*runs, inject_blocks(targets, t0, timing))
+    *per_path, blocks = await asyncio.gather(*runs, faults)
     return [s for samples in per_path for s in samples], blocks
 
 
 def run_scenario(fleet: Fleet, scenario: Scenario, variant: Variant, timing: Timing) -> tuple[dict, list[Sample]]:
+    if scenario.fault_via == "sigstop":
+        timing = dataclasses.replace(timing, block_seconds=SIGSTOP_SECONDS)
     fleet.use(variant)
     before = fleet.stalls()
     samples, blocks = asyncio.run(drive(fleet, scenario, timing))
