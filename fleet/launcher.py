@@ -161,7 +161,7 @@ def check_own_database(config: FleetConfig, supervisor: Supervisor, db_port: int
 
     def answered() -> str:
         info = supervisor.process("db")
-        if info["statename"] in readiness.GAVE_UP:
+        if info["statename"] == "FATAL":  # it kept dying at start (autorestart = true: nothing else is final)
             raise FleetError(f"the embedded database failed: {readiness.failure_reason(info)}")
         return "yes" if info["pid"] and ports.held_by(db_port, [info["pid"]]) else ""
 

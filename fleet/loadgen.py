@@ -36,6 +36,8 @@ class Outcome:
     error: str  # empty when the request succeeded
     started: float  # time.monotonic()
     latency: float  # seconds
+    # Sent again on a new connection after the reused one failed with no response (Load's `retry_reused`).
+    retried: bool = False
 
     @property
     def failed(self) -> bool:
@@ -61,8 +63,10 @@ class LoadResult:
         p99 = percentile(latencies, 99)
         worst = latencies[-1] if latencies else 0.0
         ops = ", ".join(f"{op} {by_op[op]}" for op in CYCLE if by_op[op])
+        retried = sum(o.retried for o in self.outcomes)
         return (
-            f"{len(self.outcomes)} requests in {self.seconds:.1f}s ({ops}), {len(self.failures)} failed, "
+            f"{len(self.outcomes)} requests in {self.seconds:.1f}s ({ops}), {len(self.failures)} failed"
+            f"{f' ({retried} sent twice on a new connection)' if retried else ''}, "
             f"{len(self.acknowledged)} writes acknowledged; latency p99 {1000 * p99:.0f} ms, max {1000 * worst:.0f} ms"
         )
 
@@ -71,7 +75,14 @@ class Load:
     """`with Load(url) as load: ...` runs the clients for the duration of the block; then read `load.result`."""
 
     def __init__(
-        self, url: str, clients: int = 16, rate: float = 25.0, timeout: float = 15.0, cycle: tuple[str, ...] = CYCLE
+        self,
+        url: str,
+        clients: int = 16,
+        rate: float = 25.0,
+        timeout: float = 15.0,
+        cycle: tuple[str, ...] = CYCLE,
+        *,
+        retry_reused: bool = False,
     ):
         parts = urlsplit(url)
         if parts.hostname not in ("127.0.0.1", "localhost"):
@@ -80,6 +91,10 @@ class Load:
         self.clients = clients
         # ("write",): a storm of creates, the requests nginx never resends (tests/test_keepalive.py).
         self.cycle = cycle
+        # As browsers do: a request that fails with no response at all on a reused keep-alive connection is sent
+        # once more on a new one (the server may close an idle connection as the request arrives: nginx's old
+        # workers do on every reload). Safe for the writes: each carries an Idempotency-Key (app/idempotency.py).
+        self.retry_reused = retry_reused
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.timeout = timeout
         self._stop = threading.Event()
@@ -134,18 +149,12 @@ class Load:
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             started = time.monotonic()
-            status, body, error = 0, b"", ""
-            try:
-                status, body = _send(conn, op, last_id, number)
-            except (OSError, http.client.HTTPException) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                conn.close()
-                conn = None
+            conn, status, body, error, retried = self._request(conn, op, last_id, number)
             latency = time.monotonic() - started
             if not error:
                 error = _check(op, status, body)
             with self._lock:
-                self._outcomes.append(Outcome(op, status, error, started, latency))
+                self._outcomes.append(Outcome(op, status, error, started, latency, retried))
                 if op == "write" and not error:
                     last_id = json.loads(body)["id"]
                     self._acknowledged.append(last_id)
@@ -154,6 +163,29 @@ class Load:
                 self._stop.wait(pause)
         if conn is not None:
             conn.close()
+
+    def _request(
+        self, conn: http.client.HTTPConnection, op: str, last_id: str | None, number: int
+    ) -> tuple[http.client.HTTPConnection | None, int, bytes, str, bool]:
+        """One request of the cycle: (the connection to use next, or None; status; body; error; sent twice)."""
+        token = uuid.uuid4().hex
+        key = token if self.retry_reused else None
+        reused = conn.sock is not None
+        try:
+            return (conn, *_send(conn, op, last_id, number, token=token, key=key), "", False)
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected) as exc:
+            conn.close()
+            if not (self.retry_reused and reused):
+                return None, 0, b"", f"{type(exc).__name__}: {exc}", False
+            first = type(exc).__name__
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return None, 0, b"", f"{type(exc).__name__}: {exc}", False
+        try:
+            return (conn, *_send(conn, op, last_id, number, token=token, key=key), "", True)
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return None, 0, b"", f"{type(exc).__name__}: {exc} (sent again after {first})", True
 
 
 def dropped(conn: http.client.HTTPConnection) -> bool:
@@ -165,10 +197,13 @@ def dropped(conn: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-def _send(conn: http.client.HTTPConnection, op: str, last_id: str | None, client: int) -> tuple[int, bytes]:
+def _send(
+    conn: http.client.HTTPConnection, op: str, last_id: str | None, client: int, *, token: str, key: str | None
+) -> tuple[int, bytes]:
     if op == "write":
-        body = json.dumps({"title": f"load {client} {uuid.uuid4().hex[:8]}", "tags": ["load"]})
-        conn.request("POST", "/api/notes", body=body, headers={"Content-Type": "application/json"})
+        body = json.dumps({"title": f"load {client} {token[:8]}", "tags": ["load"]})
+        headers = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})}
+        conn.request("POST", "/api/notes", body=body, headers=headers)
     elif op == "read_back":
         conn.request("GET", f"/api/notes/{last_id}")
     elif op == "db":

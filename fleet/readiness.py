@@ -3,8 +3,8 @@
 A process is ready when supervisord runs it (RUNNING) and the pid answering /readyz on its port is the pid that
 supervisord runs: another fleet's process on the same port answers 200 too, and must not count. nginx is ready
 when supervisord's nginx holds the public port and a /readyz through it is answered. A process supervisord gave up
-on (it exited with 2 or 3, see deploy/supervisord.conf, or kept dying at start) or that was stopped will not
-become ready by waiting: it is reported at once, with the line of its log that says why.
+on (FATAL: it kept dying at start; EXITED with 2 or 3, which it does not restart, see deploy/supervisord.conf) or
+that was stopped will not become ready by waiting: it is reported at once, with the line of its log that says why.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from pathlib import Path
 from fleet import ports, probe
 from fleet.supervisor import Supervisor, app_port
 
-# supervisord states from which a process does not become ready by itself.
-GAVE_UP = ("BACKOFF", "EXITED", "FATAL", "STOPPED", "UNKNOWN")
+# supervisord states from which a process does not become ready by itself. Not BACKOFF: supervisord starts it
+# again (up to startretries, then FATAL); not every EXITED: one that exited with another status is restarted.
+GAVE_UP = ("FATAL", "STOPPED", "UNKNOWN")
+# The exit statuses supervisord does not restart an app process after (`exitcodes`, deploy/supervisord.conf): a bad
+# setting (2), a port it cannot listen on (3).
+NOT_RESTARTED = (2, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,12 +31,16 @@ class Verdict:
     why: str  # when not ready
 
 
+def gave_up(info: dict) -> bool:
+    return info["statename"] in GAVE_UP or (info["statename"] == "EXITED" and info["exitstatus"] in NOT_RESTARTED)
+
+
 def app_verdict(info: dict) -> Verdict:
     name, state, pid = info["name"], info["statename"], info["pid"]
-    if state in GAVE_UP:
+    if gave_up(info):
         return Verdict(name, False, True, failure_reason(info))
     if state != "RUNNING":
-        return Verdict(name, False, False, f"supervisord state {state}")
+        return Verdict(name, False, False, failure_reason(info) if state == "BACKOFF" else f"supervisord state {state}")
     code, body = probe.get_json("127.0.0.1", app_port(info), "/readyz", timeout=2.0)
     answered = (body or {}).get("pid")
     if code == 200 and answered == pid:
@@ -45,7 +53,7 @@ def app_verdict(info: dict) -> Verdict:
 
 def nginx_verdict(supervisor: Supervisor, public_port: int) -> Verdict:
     info = supervisor.process("nginx")
-    if info["statename"] in GAVE_UP:
+    if gave_up(info):
         return Verdict("nginx", False, True, failure_reason(info))
     if info["statename"] != "RUNNING":
         return Verdict("nginx", False, False, f"supervisord state {info['statename']}")

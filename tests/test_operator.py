@@ -161,7 +161,9 @@ def test_other_changed_settings_are_refused_saying_how_to_apply_them(fleet):
 def test_scaling_up_and_down_under_load_fails_no_request(fleet):
     before = pids(fleet)
     env = script_env(fleet)
-    with Load(fleet.url, clients=CLIENTS, rate=RATE) as load:
+    # Each reload makes nginx's old workers close their idle keep-alive connections; a request that arrives on one
+    # at that instant is sent again on a new connection, as a browser does (writes carry an Idempotency-Key).
+    with Load(fleet.url, clients=CLIENTS, rate=RATE, retry_reused=True) as load:
         wait_for_requests(load)
         up = script("run", env={**env, "FLEET_PROCS": "4"})
         assert up.returncode == 0, up.stdout + up.stderr
