@@ -114,11 +114,18 @@ def test_wrk_command_pipelines_with_the_lua_script_only_when_deep(tmp_path):
 
 def test_summarize_takes_medians_and_sums_errors():
     runs = [
-        {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 9.0, "errors": 0, "requests": 200},
-        {"rps": 300.0, "p50_ms": 3.0, "p99_ms": None, "errors": 2, "requests": 600},
+        {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 9.0, "errors": 0, "requests": 200, "cpu_us": {"app": 300.0}},
+        {"rps": 300.0, "p50_ms": 3.0, "p99_ms": None, "errors": 2, "requests": 600, "cpu_us": {"app": 100.0}},
         {"rps": 200.0, "p50_ms": 2.0, "p99_ms": 7.0, "errors": 1, "requests": 400},
     ]
-    assert stats.summarize(runs) == {"rps": 200.0, "p50_ms": 2.0, "p99_ms": 8.0, "errors": 3, "requests": 1200}
+    assert stats.summarize(runs) == {
+        "rps": 200.0,
+        "p50_ms": 2.0,
+        "p99_ms": 8.0,
+        "errors": 3,
+        "requests": 1200,
+        "cpu_us": {"app": 200.0},  # the median of the runs that measured it
+    }
     with pytest.raises(ValueError):
         stats.summarize([])
 
@@ -206,7 +213,7 @@ def test_raw_files_hold_every_measurement(tmp_path):
     lines = csv_path.read_text().splitlines()
     assert lines[0].split(",") == list(report.CSV_FIELDS)
     assert len(lines) == 1 + len(results["measurements"])
-    assert "fleet,queries,/queries?queries=20,async,uvloop,2,160.0,1.0,2.0,3,160" in lines
+    assert "fleet,queries,/queries?queries=20,async,uvloop,2,160.0,1.0,2.0,3,160,,,," in lines
     assert '"cpu_model": "Test CPU"' in json_path.read_text()
 
 
@@ -286,11 +293,14 @@ def test_each_nginx_tuning_variant_changes_the_deployed_config_and_nginx_accepts
     assert result.returncode == 0, result.stderr
 
 
-def test_upstream_keepalive_variant_speaks_http11_without_connection_close():
-    tuned = tuning.upstream_keepalive(render_nginx(NGINX_TEMPLATE.read_text(), 18080, [18101, 18102]))
-    upstream = tuned[tuned.index("upstream app {") :].split("}")[0]
-    assert upstream.index("least_conn;") < upstream.index("keepalive 32;")
-    assert tuned.count("proxy_http_version 1.1;") == tuned.count('proxy_set_header Connection "";') >= 1
+def test_the_shipped_upstream_keeps_connections_alive_and_the_tuning_variant_turns_that_off():
+    deployed = render_nginx(NGINX_TEMPLATE.read_text(), 18080, [18101, 18102])
+    upstream = deployed[deployed.index("upstream app {") :].split("}")[0]
+    # nginx requires the balancing method before keepalive.
+    assert upstream.index("least_conn;") < upstream.index("keepalive 64;")
+    assert deployed.count("proxy_http_version 1.1;") == deployed.count('proxy_set_header Connection "";') == 1
+    tuned = tuning.no_upstream_keepalive(deployed)
+    assert "keepalive 64;" not in tuned and "proxy_http_version 1.0;" in tuned
 
 
 def test_nginx_alone_config_is_accepted_by_nginx(tmp_path):

@@ -18,7 +18,21 @@ from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
 from fleet.bench.stats import find, ratio, total_errors, variants
 
 DAGGER = "†"
-CSV_FIELDS = ("target", "endpoint", "path", "mode", "loop", "procs", "rps", "p50_ms", "p99_ms", "errors", "requests")
+LAYERS = ("nginx", "app", "db", "wrk")
+CSV_FIELDS = (
+    "target",
+    "endpoint",
+    "path",
+    "mode",
+    "loop",
+    "procs",
+    "rps",
+    "p50_ms",
+    "p99_ms",
+    "errors",
+    "requests",
+    *(f"cpu_{layer}_us" for layer in LAYERS),
+)
 
 
 def fmt_rate(value: float | None) -> str:
@@ -31,6 +45,14 @@ def fmt_ms(value: float | None) -> str:
     if value is None:
         return "n/a"
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def fmt_served_us(m: dict) -> str:
+    """CPU µs per request of what serves it, nginx + app processes (the database and wrk are in the raw files)."""
+    cost = m.get("cpu_us") or {}
+    if "app" not in cost:
+        return "n/a"
+    return f"{cost.get('nginx', 0) + cost['app']:,.0f}"
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -63,6 +85,8 @@ def markdown(results: dict) -> str:
         references_table(measurements, config),
         "## Throughput through nginx (requests/s, median)",
         fleet_table(measurements, lambda m: fmt_rate(m["rps"]), errors_column=True),
+        "## CPU per request through nginx: nginx + app processes (µs, median; per layer in results.csv)",
+        fleet_table(measurements, fmt_served_us),
         "## Latency through nginx, p50 / p99 (ms, median)",
         fleet_table(measurements, lambda m: f"{fmt_ms(m['p50_ms'])} / {fmt_ms(m['p99_ms'])}"),
         "## Against the references",
@@ -334,6 +358,8 @@ def readme_block(results: dict, images: list[str]) -> str:
         intro(results["config"], results["machine"], measurements),
         "Requests/s through nginx (median):",
         fleet_table(measurements, lambda m: fmt_rate(m["rps"]), errors_column=True),
+        "CPU µs per request through nginx, nginx + app processes (median; each layer in results.csv):",
+        fleet_table(measurements, fmt_served_us),
         "References:",
         references_table(measurements, results["config"]),
         headlines(measurements),
@@ -366,5 +392,6 @@ def to_csv(measurements: list[dict]) -> str:
     writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for m in measurements:
-        writer.writerow({**m, "path": ENDPOINTS[m["endpoint"]].path if m["endpoint"] in ENDPOINTS else ""})
+        cost = {f"cpu_{layer}_us": round(v, 1) for layer, v in (m.get("cpu_us") or {}).items()}
+        writer.writerow({**m, **cost, "path": ENDPOINTS[m["endpoint"]].path if m["endpoint"] in ENDPOINTS else ""})
     return out.getvalue()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleet import launcher, probe
-from fleet.bench import references, wrk
+from fleet.bench import cpu, references, wrk
 from fleet.bench.endpoints import ENDPOINTS
 from fleet.bench.errors import BenchError
 from fleet.bench.machine import machine_info
@@ -32,6 +32,7 @@ from fleet.sandbox import (
     short_tmp_dir,
     stop_fleet,
 )
+from fleet.supervisor import Supervisor
 
 # Seconds a fleet takes to boot and stop (for the time estimate only).
 FLEET_OVERHEAD_S = 6.0
@@ -155,12 +156,15 @@ class CellRunner:
         self.pipeline_script = pipeline_script
         self.progress = progress
 
-    def __call__(self, label: str, url: str, depth: int = 1, connections: int | None = None) -> list[dict]:
+    def __call__(
+        self, label: str, url: str, depth: int = 1, connections: int | None = None, layers: cpu.Layers | None = None
+    ) -> list[dict]:
         duration_s = self.run_seconds(self.warm_up(url, depth, connections))
-        return [
-            self.once(f"{label} run {i + 1}/{self.plan.runs}", url, depth, connections, duration_s)
-            for i in range(self.plan.runs)
-        ]
+        runs = []
+        for i in range(self.plan.runs):
+            run_label = f"{label} run {i + 1}/{self.plan.runs}"
+            runs.append(self.once(run_label, url, depth, connections, duration_s=duration_s, layers=layers))
+        return runs
 
     def options(self, connections: int | None) -> wrk.WrkOptions:
         return dataclasses.replace(self.plan.wrk, connections=connections or self.plan.wrk.connections)
@@ -182,12 +186,22 @@ class CellRunner:
         return min(MAX_STRETCH * planned, max(planned, math.ceil(4 * warm_up.p99_ms / 1000)))
 
     def once(
-        self, label: str, url: str, depth: int = 1, connections: int | None = None, duration_s: int | None = None
+        self,
+        label: str,
+        url: str,
+        depth: int = 1,
+        connections: int | None = None,
+        *,
+        duration_s: int | None = None,
+        layers: cpu.Layers | None = None,
     ) -> dict:
-        """One measured wrk run, as a run dict (see `fleet.bench.stats`)."""
+        """One measured wrk run, as a run dict (see `fleet.bench.stats`); with `layers`, also each layer's CPU µs
+        per request (fleet/bench/cpu.py)."""
         options = self.options(connections)
         duration_s = duration_s or self.plan.duration_s
+        before = layers.snapshot() if layers else None
         result = wrk.run(url, duration_s, options, pipeline_script=self.pipeline_script, depth=depth)
+        cost = cpu.per_request_us(before, layers.snapshot(), result.requests) if layers and before else {}
         p99 = "n/a" if result.p99_ms is None else f"{result.p99_ms:.1f} ms"
         self.progress(f"{label}: {result.rps:,.0f} req/s, p99 {p99}, {result.errors} errors")
         return {
@@ -200,6 +214,7 @@ class CellRunner:
             "non_2xx": result.non_2xx,
             "connections": options.connections,
             "duration_s": duration_s,
+            "cpu_us": cost,
         }
 
 
@@ -244,16 +259,19 @@ def measure_given_fleet(plan: Plan, cell: CellRunner, *, found: list[dict]) -> N
 
 def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found: list[dict]) -> None:
     smallest = min(plan.procs)
+    db_pids = cpu.pids_matching("secantusd-py", str(urllib.parse.urlsplit(db_uri).port))
     for procs in plan.procs:
         for mode in plan.modes:
             for loop in plan.loops:
                 label = f"{mode}/{loop} procs={procs}"
                 progress(f"{label}: booting the fleet")
                 with booted_fleet(mode, loop, procs, db_uri) as config:
+                    layers = cpu.fleet_layers(Supervisor(config.socket).pids(), db_pids)
                     for name in plan.endpoints:
                         endpoint = ENDPOINTS[name]
                         url = config.url + endpoint.path
-                        runs = cell(f"{label} {endpoint.path}", url, endpoint.depth, plan.connections(endpoint))
+                        connections = plan.connections(endpoint)
+                        runs = cell(f"{label} {endpoint.path}", url, endpoint.depth, connections, layers)
                         found.append(
                             measurement("fleet", name, runs, mode=mode, loop=loop, procs=procs, path=endpoint.path)
                         )
@@ -263,7 +281,8 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
                     for name in plan.direct_endpoints:
                         endpoint = ENDPOINTS[name]
                         url = direct + endpoint.path
-                        runs = cell(f"{label} direct {endpoint.path}", url, endpoint.depth, plan.connections(endpoint))
+                        connections = plan.connections(endpoint)
+                        runs = cell(f"{label} direct {endpoint.path}", url, endpoint.depth, connections, layers)
                         found.append(
                             measurement("direct", name, runs, mode=mode, loop=loop, procs=1, path=endpoint.path)
                         )

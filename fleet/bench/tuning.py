@@ -30,20 +30,10 @@ APP_ENDPOINTS = ("db", "queries")
 TUNE_PROCS = 2
 
 
-def upstream_keepalive(conf: str, connections: int = 32) -> str:
-    """Idle connections to the app processes kept open per nginx worker, instead of a new TCP connection (and a
-    new Tornado connection object) per request. Needs HTTP/1.1 upstream and no `Connection: close` header."""
-    # After the balancing method (nginx requires least_conn before keepalive): at the end of the block.
-    conf = re.sub(
-        r"^([ \t]*)(# fleet:upstream-end\n)", rf"\g<0>\g<1>keepalive {connections};\n", conf, count=1, flags=re.M
-    )
-    # Beside each location's own header list: a nested location without proxy_set_header inherits the whole list.
-    return re.sub(
-        r"^([ \t]*)proxy_set_header Host \$host;\n",
-        r'\g<0>\g<1>proxy_http_version 1.1;\n\g<1>proxy_set_header Connection "";\n',
-        conf,
-        flags=re.M,
-    )
+def no_upstream_keepalive(conf: str) -> str:
+    """The first version's upstream: a new TCP connection (and a new Tornado connection object) per request."""
+    conf = re.sub(r"^[ \t]*keepalive \d+;\n", "", conf, count=1, flags=re.M)
+    return re.sub(r"^([ \t]*)proxy_http_version 1.1;", r"\1proxy_http_version 1.0;", conf, flags=re.M)
 
 
 def worker_processes(count: str) -> Callable[[str], str]:
@@ -62,7 +52,7 @@ def access_log_off(conf: str) -> str:
 
 
 NGINX_VARIANTS: dict[str, Callable[[str], str]] = {
-    "upstream keepalive 32": upstream_keepalive,
+    "no upstream keepalive": no_upstream_keepalive,
     "worker_processes auto": worker_processes("auto"),
     "access_log unbuffered": access_log_unbuffered,
     "access_log off": access_log_off,
