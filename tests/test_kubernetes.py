@@ -142,7 +142,7 @@ def container_engine() -> str | None:
     return None
 
 
-def test_the_image_builds_and_serves_healthz():
+def test_the_image_builds_and_its_app_imports_on_a_read_only_root():
     engine = container_engine()
     if engine is None:
         pytest.skip("no container engine that answers here (no podman; docker's client has no daemon)")
