@@ -112,6 +112,11 @@ class FleetHTTPServer(tornado.httpserver.HTTPServer):
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple) -> None:
         self.lifecycle.connection_opened()
         self.streams.add(stream)
+        # Tornado turns Nagle's algorithm off at the end of every response and back on after it: two setsockopt()
+        # calls per request, for a client that might send a body in pieces. nginx sends whole requests and every
+        # response here ends with a flush, so Nagle is turned off once for the connection's life.
+        stream.set_nodelay(True)
+        stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:
@@ -157,6 +162,10 @@ class FleetHTTPServer(tornado.httpserver.HTTPServer):
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
         )
         self.handle_stream(stream, address)
+
+
+def _keep_nodelay(value: bool) -> None:
+    """FleetHTTPServer's streams keep TCP_NODELAY on (see handle_stream)."""
 
 
 # How long closing a server's connections may take on the way out: an unresponsive client does not hold the exit.
