@@ -76,7 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "deployed configuration; writes tuning.md and tuning.json (~5 min)",
     )
     parser.add_argument(
-        "--report-only", type=Path, metavar="RESULTS_JSON", help="rewrite report and plots from a saved results.json"
+        "--report-only",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="rewrite report and plots from a saved results.json (or compare.json)",
     )
     parser.add_argument(
         "--compare",
@@ -252,6 +255,11 @@ def main_compare(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
     estimate = compare_plan.estimate_seconds()
     print(f"bench --compare: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
     results = measure(lambda: compare.run(compare_plan), "comparison", out)
+    return write_compare(args, results, out)
+
+
+def write_compare(args: argparse.Namespace, results: dict, out: Path) -> int:
+    """compare.md/json/png (and the README block with --readme) from a comparison's results."""
     written = compare_report.write(results, out, with_plots=not args.no_plots)
     print(compare_report.markdown(results))
     if args.readme:
@@ -335,6 +343,8 @@ def run_command(args: argparse.Namespace) -> int:
         if args.report_only:
             results = load_saved(args.report_only)
             out = args.out or args.report_only.parent
+            if results.get("kind") == "compare":
+                return write_compare(args, results, out)
         else:
             plan = build_plan(args)
             if plan.url and not plan.url.startswith("http://"):
@@ -354,6 +364,11 @@ def run_command(args: argparse.Namespace) -> int:
             results = measure(lambda: runner.run(plan), "benchmark", out)
     except Stop as stop:
         return stop.status
+    return write_matrix(args, results, out)
+
+
+def write_matrix(args: argparse.Namespace, results: dict, out: Path) -> int:
+    """report.md, the raw files and plots (and the README block with --readme) from the main run's results."""
     written = write_outputs(results, out, with_plots=not args.no_plots)
     if args.readme:
         try:
