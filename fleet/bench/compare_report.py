@@ -46,7 +46,7 @@ def comparison_rows(results: dict) -> list[list[str]]:
         served = compare.ratio_summary(compare.round_ratios(results, FLEET, PLAIN, endpoint, compare.served_us))
         rows.append(
             [
-                f"`{ENDPOINTS[endpoint].path}`",
+                endpoint_title(endpoint),
                 fmt_rate(plain["rps"]),
                 fmt_rate(fleet["rps"]),
                 fmt_range(rps),
@@ -75,7 +75,7 @@ def features_rows(results: dict) -> list[list[str]]:
             rows.append(
                 [
                     variant,
-                    f"`{ENDPOINTS[endpoint].path}`",
+                    endpoint_title(endpoint),
                     fmt_range(rps),
                     fmt_us(off["served_us"]),
                     f"{saved:+,.0f} µs ({saved / fleet['served_us']:+.1%})" if fleet["served_us"] else "n/a",
@@ -113,10 +113,21 @@ def target_lines(results: dict) -> list[str]:
     return lines
 
 
+def intro_line(info: dict) -> str:
+    when = info.get("date", "?")
+    load = ", ".join(f"{x:.2f}" for x in info.get("load_average", ()))
+    return f"Measured {when} on {summary_line(info)}; load average at start {load or 'n/a'}."
+
+
+def endpoint_title(endpoint: str) -> str:
+    spec = ENDPOINTS[endpoint]
+    return f"`{spec.path}`" + (" †" if spec.db_ops else "")
+
+
 def markdown(results: dict) -> str:
     config = results["config"]
     parts = [
-        f"Measured {summary_line(results['machine'])}",
+        intro_line(results["machine"]),
         f"Side by side in one run: plain Tornado ({config['procs']} processes forked with `SO_REUSEPORT`, uvloop, "
         f"no nginx, no features) and the fleet ({config['procs']} processes behind nginx, every feature on), "
         f"`{config['mode']}` mode, one embedded database. wrk `-t{config['wrk_threads']} -c{config['connections']}` "
