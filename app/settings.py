@@ -29,6 +29,7 @@ APP_HOSTS = ("127.0.0.1", "0.0.0.0")
 DEV_SECRET_KEY = "development-only-not-secret"
 PLACEHOLDER_SECRETS = frozenset({DEV_SECRET_KEY, "changethis", "changeme", "change-me", "secret", "secret-key"})
 SECRET_KEY_MIN_LENGTH = 32
+STATUS_TOKEN_MIN_LENGTH = 32
 EVENT_LOOPS = ("asyncio", "uvloop")
 # supervisord kills an app process 30 s after SIGTERM (stopwaitsecs, deploy/supervisord.conf): the drain, plus up
 # to 1 s closing idle connections and the store's close, must end well before that, or requests die with it.
@@ -102,9 +103,8 @@ class Settings:
     # Signs cookies (Tornado's cookie_secret) and anything else an app built on the template must sign. Never
     # shown in repr() or logs; the env file holding it is readable by its owner only.
     secret_key: str = dataclasses.field(default=DEV_SECRET_KEY, repr=False)
-    # asyncio's own loop by default; uvloop (libuv) is an opt-in. On the 2-CPU development machine scripts/bench
-    # found no consistent gain (uvloop ÷ asyncio, median over modes and process counts: /json 1.60x but 0.33x to
-    # 4.1x from cell to cell, database endpoints 0.8x-1.0x: bound by the database); measure on yours.
+    # uvloop (libuv) by default: it costs less CPU per request than asyncio's own loop in every mode
+    # (scripts/bench --compare --features, the "asyncio loop" rows; README "Performance"); "asyncio" is the fallback.
     event_loop: str = "uvloop"
     # Loop lag past which the watchdog logs the blocking code's stack (app/watchdog.py): far above the lag of a
     # busy but healthy loop (a few ms), far below what a client notices. 0 turns the watchdog, and with it stall
@@ -129,6 +129,15 @@ class Settings:
     # Every app port of the fleet, comma-separated, so the process serving /status knows whom to ask. Written by
     # scripts/run (fleet/config.py) from FLEET_APP_PORT_BASE and FLEET_PROCS; empty: this process only.
     app_ports: str = ""
+    # Production profile (README "Security", app/access.py; nginx enforces the same from its rendered config). The
+    # status page, /status.json and /openapi.json are served in production only to these client addresses or
+    # networks (comma-separated; the host itself by default), or to a request carrying
+    # `Authorization: Bearer FLEET_STATUS_TOKEN`. Development serves them to everyone, as before.
+    status_allow: str = "127.0.0.1,::1"
+    status_token: str = dataclasses.field(default="", repr=False)
+    # The TechEmpower endpoints (/json, /plaintext, /db, /queries, /updates, /fortunes): auto means on in
+    # development, off (404 like any unknown path) in production; true or false decides in both.
+    benchmark_endpoints: str = "auto"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -194,6 +203,26 @@ class Settings:
             f"{self.host!r} is not supported: must be {' or '.join(APP_HOSTS)} (nginx reaches the app on 127.0.0.1)",
         )
         _require(self.env in ENVIRONMENTS, "FLEET_ENV", f"must be one of {', '.join(ENVIRONMENTS)}")
+        _require(
+            self.benchmark_endpoints.strip().lower() in ("auto", "") or _is_bool(self.benchmark_endpoints),
+            "FLEET_BENCHMARK_ENDPOINTS",
+            "must be auto, true or false",
+        )
+        try:
+            self.status_networks()
+        except ValueError as exc:
+            raise SettingsError(f"FLEET_STATUS_ALLOW: {exc} (comma-separated addresses or networks)") from None
+        _require(
+            not self.status_token or len(self.status_token) >= STATUS_TOKEN_MIN_LENGTH,
+            "FLEET_STATUS_TOKEN",
+            f"must be at least {STATUS_TOKEN_MIN_LENGTH} characters (or empty: no token)",
+        )
+        # It is written into nginx's config and compared with a header: nothing that could break either.
+        _require(
+            all(c.isalnum() or c in "-_.~+/=" for c in self.status_token),
+            "FLEET_STATUS_TOKEN",
+            "may hold only letters, digits and -_.~+/= (a token68, as in RFC 6750)",
+        )
         if self.env == "production":
             self._validate_production()
         _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
@@ -207,6 +236,18 @@ class Settings:
             self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
             "FLEET_LOG_LEVEL",
             "must be DEBUG, INFO, WARNING or ERROR",
+        )
+
+    @property
+    def benchmarks_on(self) -> bool:
+        """Whether the TechEmpower endpoints are routed (FLEET_BENCHMARK_ENDPOINTS; auto: not in production)."""
+        value = self.benchmark_endpoints.strip().lower()
+        return self.env != "production" if value in ("auto", "") else parse_bool(value)
+
+    def status_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """FLEET_STATUS_ALLOW parsed (ValueError naming a bad entry)."""
+        return tuple(
+            ipaddress.ip_network(item, strict=False) for item in self.status_allow.replace(" ", "").split(",") if item
         )
 
     def fleet_ports(self, own_port: int) -> list[int]:
@@ -281,6 +322,14 @@ def parse_value(var: str, raw: str, kind: str):
     except ValueError:
         raise SettingsError(f"{var}={raw!r}: expected {kind}") from None
     return raw
+
+
+def _is_bool(raw: str) -> bool:
+    try:
+        parse_bool(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_bool(raw: str) -> bool:
