@@ -328,8 +328,10 @@ TARGETS = {
 
 
 def check_stored_note(doc: dict) -> None:
-    """What every stored note must be, however it got there: exactly the note fields, within their limits."""
-    assert set(doc) == {"_id", "title", "body", "tags", "created_at", "updated_at"}, doc
+    """What every stored note must be, however it got there: exactly the note fields, within their limits, and
+    its version (its ETag: app/versions.py)."""
+    assert set(doc) == {"_id", "title", "body", "tags", "created_at", "updated_at", "version"}, doc
+    assert isinstance(doc["version"], int) and doc["version"] >= 1
     assert isinstance(doc["title"], str) and 1 <= len(doc["title"]) <= TITLE_MAX and doc["title"].strip()
     assert isinstance(doc["body"], str) and len(doc["body"]) <= BODY_MAX
     assert isinstance(doc["tags"], list) and len(doc["tags"]) <= TAGS_MAX

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,8 @@ def stoppable_db(tmp_path):
     def pause():
         os.kill(server.pid, signal.SIGSTOP)
         try:
+            # The signal is delivered asynchronously: a request sent at once could still be answered.
+            assert wait_until(lambda: process_state(server.pid) == "T", 10, 0.01)
             yield
         finally:
             os.kill(server.pid, signal.SIGCONT)
@@ -43,6 +46,11 @@ def stoppable_db(tmp_path):
     finally:
         os.kill(server.pid, signal.SIGCONT)
         stop_process(server)
+
+
+def process_state(pid: int) -> str:
+    """R, S, T (stopped), ... from /proc/PID/stat (the field after the parenthesised command)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def snapshot(app) -> dict:

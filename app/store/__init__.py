@@ -18,7 +18,7 @@ def open_store(settings) -> Store:
     else:
         raise ValueError(f"unknown database mode {settings.db_mode!r}")
     # Every operation within its request's deadline, none for a client that left (app/store/guard.py).
-    return GuardedStore(cls.open(settings))
+    return GuardedStore(cls.open(settings), selection_timeout=settings.db_timeout_ms / 1000)
 
 
 __all__ = ["DATABASE_UNAVAILABLE", "Store", "open_store"]

@@ -62,6 +62,9 @@ class Store(Protocol):
         """Create an index (no-op if the same one exists) and return its name; `options` as MongoDB's
         createIndexes takes them (unique=True, expireAfterSeconds=...)."""
 
+    def server_known(self) -> bool:
+        """Whether the driver knows a server it can write to right now (no I/O: its monitor's last view)."""
+
     async def close(self) -> None: ...
 
 
@@ -114,6 +117,9 @@ class AwaitableDriverStore:
         if collection is None:
             collection = self._collections[name] = self._db[name]
         return collection
+
+    def server_known(self):
+        return self._client.topology_description.has_writable_server()
 
     async def ping(self) -> None:
         await self._client.admin.command("ping")

@@ -38,6 +38,9 @@ class ThreadsStore:
         client = MongoClient(settings.mongodb_uri, **client_options(settings))
         return cls(client, settings.db_name, settings.db_threads, settings.db_queue_limit)
 
+    def server_known(self) -> bool:
+        return self._client.topology_description.has_writable_server()
+
     def stats(self) -> dict[str, int]:
         """The pool's size and how many calls run and wait in it right now."""
         return self.pool.stats()
