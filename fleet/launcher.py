@@ -21,6 +21,7 @@ process it ran has exited.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import re
@@ -32,8 +33,8 @@ from collections.abc import Mapping
 
 from pymongo.errors import PyMongoError
 
-from app.settings import Settings, SettingsError, env_name, read_env_file
-from fleet import ports, probe, readiness, rolling, scale
+from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
+from fleet import envfile, ports, privileges, probe, readiness, rolling, scale
 from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, wait_for_exit
@@ -49,7 +50,7 @@ EXIT_REFUSED = 4
 RUN_EXIT_HELP = f"""exit status:
   {EXIT_READY}  the fleet is ready: every process answers on its port with the pid its supervisord runs
   {EXIT_FAILED}  a process failed or was not ready in time (the message names it and quotes its log)
-  {EXIT_INVALID}  invalid setting or option (nothing started or changed)
+  {EXIT_INVALID}  invalid setting or option, or FLEET_USER cannot run this checkout (nothing started or changed)
   {EXIT_PORT_TAKEN}  a port the fleet needs is held by another program, named with its pid (nothing started)
   {EXIT_REFUSED}  the fleet runs with other settings this command cannot change while it runs; the message says
      what would change and the command that applies it (nothing changed)"""
@@ -61,6 +62,7 @@ SHAPE_SETTINGS = (
     ("FLEET_APP_PORT_BASE", "8001", "first app port: processes use BASE ... BASE+N-1"),
     ("FLEET_DB_PORT", "27018", "port of the embedded database"),
     ("FLEET_VAR_DIR", "var/", "runtime folder: supervisord socket, logs, env file, database files"),
+    ("FLEET_USER", "tornado-fleet as root, else you", "the account every program runs as (created when missing)"),
     ("MONGODB_URI", "unset: the embedded database", "the database; when set, the embedded one is not started"),
     ("FLEET_PROMETHEUS", "false", "true: supervisord also runs Debian's prometheus with the fleet's alerts"),
     ("FLEET_PROMETHEUS_PORT", "9090", "where that prometheus listens, on 127.0.0.1"),
@@ -68,6 +70,12 @@ SHAPE_SETTINGS = (
     ("FLEET_NGINX_LOG_MAXBYTES", "10485760", "nginx's access log is rotated past this size; 0: never"),
     ("FLEET_NGINX_LOG_BACKUPS", "5", "rotated access logs kept"),
 )
+# Where a running fleet's value of a start-only setting shows: (supervisord program, pattern in its command).
+RUNNING_COMMANDS = {
+    "FLEET_PROMETHEUS_PORT": ("prometheus", r"--web\.listen-address=\S+:(\d+)"),
+    "FLEET_NGINX_LOG_MAXBYTES": ("logrotate", r"--max-bytes (\d+)"),
+    "FLEET_NGINX_LOG_BACKUPS": ("logrotate", r"--backups (\d+)"),
+}
 # Computed by scripts/run, never given: not compared with a running fleet.
 DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}
 
@@ -127,9 +135,16 @@ def up(
         reconfigure(config, supervisor, requested or {}, log)
         public_port = rolling.nginx_port(config.var_dir / "nginx.conf")
     else:
+        # The env file of the last run is kept; only the settings given now change it (fleet/envfile.py).
+        config, notes = envfile.carry_over(config)
         check_ports(config)
+        privileges.prepare(config, log)  # the programs' own account (README "Security")
         config.write_runtime_files()
-        env = {**os.environ, **config.supervisor_env()}
+        privileges.own_var_dir(config)
+        for note in notes:
+            log(note)
+        # An allow-list of the caller's variables, not all of them: no secret reaches a program's environment.
+        env = {**envfile.child_environment(os.environ), **config.supervisor_env()}
         supervisord = [sys.executable, "-m", "supervisor.supervisord", "-c", str(SUPERVISORD_CONF)]
         # From the checkout: supervisord imports its fleet plugin (fleet/supervisor_rpc.py) from there.
         result = subprocess.run(supervisord, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -242,6 +257,8 @@ def reconfigure(config: FleetConfig, supervisor: Supervisor, requested: Mapping[
     for var, now in shape.items():
         if var in requested and int(requested[var]) != now:
             refused.append(f"{var}: {now} -> {requested[var]}")
+    for var, (now, wanted) in start_setting_changes(config, supervisor, requested).items():
+        refused.append(f"{var}: {now} -> {wanted}")
     if "MONGODB_URI" in requested and requested["MONGODB_URI"].strip() != env.get("MONGODB_URI"):
         refused.append("MONGODB_URI: differs from the running fleet's")
     restart_hint = (
@@ -273,6 +290,36 @@ def reconfigure(config: FleetConfig, supervisor: Supervisor, requested: Mapping[
             raise PortsTaken(str(exc)) from None
         except (scale.ScaleError, rolling.RollingError) as exc:
             raise FleetError(str(exc)) from None
+
+
+def start_setting_changes(
+    config: FleetConfig, supervisor: Supervisor, requested: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """The settings of Prometheus and nginx's log rotation given in `requested` that differ from the running
+    fleet's (read from supervisord's programs and the rendered prometheus.yml; unknown ones are not compared)."""
+    running: dict[str, str] = {}
+    programs = {info["name"]: info for info in supervisor.rpc.getAllConfigInfo()}
+    if "prometheus" in programs:
+        running["FLEET_PROMETHEUS"] = str(supervisor.process("prometheus")["statename"] != "STOPPED").lower()
+    for var, (program, pattern) in RUNNING_COMMANDS.items():
+        match = re.search(pattern, programs.get(program, {}).get("command", ""))
+        if match:
+            running[var] = match[1]
+    with contextlib.suppress(OSError):
+        rendered = (config.var_dir / "prometheus" / "prometheus.yml").read_text()
+        interval = re.search(r"scrape_interval:\s*(\S+)", rendered)
+        if interval:
+            running["FLEET_PROMETHEUS_INTERVAL"] = interval[1]
+    changes = {}
+    for var, now in running.items():
+        if var not in requested:
+            continue
+        wanted = requested[var].strip()
+        if var == "FLEET_PROMETHEUS":
+            wanted = str(parse_bool(wanted)).lower()
+        if wanted != now:
+            changes[var] = (now, wanted)
+    return changes
 
 
 def app_setting_changes(env: Mapping[str, str], requested: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -368,8 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             down(config)
             return 0
         up(config, requested=explicit_settings(os.environ))
-    except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
+    except (SettingsError, privileges.AccountError) as exc:
+        what = "invalid setting: " if isinstance(exc, SettingsError) else ""
+        print(f"error: {what}{exc}", file=sys.stderr)
         return EXIT_INVALID
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -147,9 +147,11 @@ def test_a_process_that_cannot_bind_is_marked_failed_and_named(fleet):
 def test_other_changed_settings_are_refused_saying_how_to_apply_them(fleet):
     before = pids(fleet)
     env = {**script_env(fleet), "FLEET_DB_MODE": "threads", "FLEET_DB_POOL_SIZE": "50", "FLEET_PORT": "1"}
+    env |= {"FLEET_NGINX_LOG_BACKUPS": "7", "FLEET_PROMETHEUS": "false"}  # the latter as it runs: no change
     result = script("run", env=env)
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"FLEET_PORT: {fleet.port} -> 1" in result.stderr
+    assert "FLEET_NGINX_LOG_BACKUPS: 5 -> 7" in result.stderr and "FLEET_PROMETHEUS" not in result.stderr
     assert "FLEET_DB_MODE: motor -> threads" in result.stderr
     assert "FLEET_DB_POOL_SIZE: 100 -> 50" in result.stderr
     assert f"FLEET_VAR_DIR={fleet.var_dir} scripts/switch-db-mode threads" in result.stderr
