@@ -189,3 +189,35 @@ def test_no_operation_is_sent_for_a_client_that_left(mode, mongo_uri, db_name):
     with pytest.raises(ClientGone):
         run_with_store(mode, mongo_uri, db_name, scenario)
     assert run_with_store(mode, mongo_uri, db_name, lambda store: store.count("gone", {})) == 0
+
+
+def test_server_known_follows_the_drivers_view(mode, mongo_uri, db_name):
+    async def scenario(store):
+        await store.ping()
+        return store.server_known()
+
+    assert run_with_store(mode, mongo_uri, db_name, scenario) is True
+
+    async def unreachable(store):
+        return store.server_known()
+
+    # Port 9 on loopback: nothing listens, the driver never finds a server.
+    dead = "mongodb://127.0.0.1:9/?retryWrites=false"
+    assert run_with_store(mode, dead, db_name, unreachable) is False
+
+
+def test_a_dead_database_costs_a_request_the_selection_timeout_not_its_deadline(mode, db_name):
+    # A request's deadline (10 s here) would replace serverSelectionTimeoutMS inside pymongo.timeout; the guard
+    # caps it while no server is known, so the failure is as fast as without a deadline.
+    @in_request(10)
+    async def scenario(store):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(DATABASE_UNAVAILABLE):
+            await store.find_one("c", {"_id": 1})
+        return loop.time() - started
+
+    elapsed = run_with_store(
+        mode, "mongodb://127.0.0.1:9/?retryWrites=false", db_name, scenario, FLEET_DB_TIMEOUT_MS="300"
+    )
+    assert elapsed < 5
