@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from pymongo.errors import PyMongoError
 
 from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
-from fleet import envfile, ports, privileges, probe, readiness, rolling, scale
+from fleet import ports, probe, readiness, rolling, scale
 from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, wait_for_exit
@@ -50,7 +50,7 @@ EXIT_REFUSED = 4
 RUN_EXIT_HELP = f"""exit status:
   {EXIT_READY}  the fleet is ready: every process answers on its port with the pid its supervisord runs
   {EXIT_FAILED}  a process failed or was not ready in time (the message names it and quotes its log)
-  {EXIT_INVALID}  invalid setting or option, or FLEET_USER cannot run this checkout (nothing started or changed)
+  {EXIT_INVALID}  invalid setting or option (nothing started or changed)
   {EXIT_PORT_TAKEN}  a port the fleet needs is held by another program, named with its pid (nothing started)
   {EXIT_REFUSED}  the fleet runs with other settings this command cannot change while it runs; the message says
      what would change and the command that applies it (nothing changed)"""
@@ -62,7 +62,6 @@ SHAPE_SETTINGS = (
     ("FLEET_APP_PORT_BASE", "8001", "first app port: processes use BASE ... BASE+N-1"),
     ("FLEET_DB_PORT", "27018", "port of the embedded database"),
     ("FLEET_VAR_DIR", "var/", "runtime folder: supervisord socket, logs, env file, database files"),
-    ("FLEET_USER", "tornado-fleet as root, else you", "the account every program runs as (created when missing)"),
     ("MONGODB_URI", "unset: the embedded database", "the database; when set, the embedded one is not started"),
     ("FLEET_PROMETHEUS", "false", "true: supervisord also runs Debian's prometheus with the fleet's alerts"),
     ("FLEET_PROMETHEUS_PORT", "9090", "where that prometheus listens, on 127.0.0.1"),
@@ -135,16 +134,9 @@ def up(
         reconfigure(config, supervisor, requested or {}, log)
         public_port = rolling.nginx_port(config.var_dir / "nginx.conf")
     else:
-        # The env file of the last run is kept; only the settings given now change it (fleet/envfile.py).
-        config, notes = envfile.carry_over(config)
         check_ports(config)
-        privileges.prepare(config, log)  # the programs' own account (README "Security")
         config.write_runtime_files()
-        privileges.own_var_dir(config)
-        for note in notes:
-            log(note)
-        # An allow-list of the caller's variables, not all of them: no secret reaches a program's environment.
-        env = {**envfile.child_environment(os.environ), **config.supervisor_env()}
+        env = {**os.environ, **config.supervisor_env()}
         supervisord = [sys.executable, "-m", "supervisor.supervisord", "-c", str(SUPERVISORD_CONF)]
         # From the checkout: supervisord imports its fleet plugin (fleet/supervisor_rpc.py) from there.
         result = subprocess.run(supervisord, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -415,9 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             down(config)
             return 0
         up(config, requested=explicit_settings(os.environ))
-    except (SettingsError, privileges.AccountError) as exc:
-        what = "invalid setting: " if isinstance(exc, SettingsError) else ""
-        print(f"error: {what}{exc}", file=sys.stderr)
+    except SettingsError as exc:
+        print(f"error: invalid setting: {exc}", file=sys.stderr)
         return EXIT_INVALID
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
