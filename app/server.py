@@ -110,6 +110,8 @@ async def serve(settings: Settings, port: int) -> None:
             )
         if process_metrics is not None and settings.metrics_port_offset:
             metrics_server = metrics.listen(process_metrics, settings.host, port + settings.metrics_port_offset)
+            if metrics_server is None and settings.env == "production":  # taken: whoever holds it is not us
+                raise OSError(f"metrics port {port + settings.metrics_port_offset} not served (README Security)")
         log.info(
             "listening on %s:%d, db_mode=%s, event_loop=%s", settings.host, port, settings.db_mode, settings.event_loop
         )

@@ -10,6 +10,7 @@ non-zero exit, so supervisord shows why the process would not start.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import os
@@ -368,6 +369,11 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
     # Owner-only from the start (it holds FLEET_SECRET_KEY): never world-readable, not even for a moment.
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
         out.write("\n".join(lines) + "\n")
+        # Rewritten by root (scripts/switch-db-mode), it stays the fleet account's, which must read it.
+        with contextlib.suppress(FileNotFoundError):
+            owner = os.stat(path)
+            if os.geteuid() == 0:
+                os.fchown(out.fileno(), owner.st_uid, owner.st_gid)
     os.replace(tmp, path)
 
 

@@ -79,6 +79,10 @@ async def process_status(client, host: str, port: int, metrics_offset: int, requ
         # /readyz knows pid and mode too: enough for a row even without the metrics listener.
         entry.update({key: ready[key] for key in ("pid", "db_mode") if key in ready})
         entry["mode"] = entry.pop("db_mode", None)
+    if isinstance(snapshot, dict) and isinstance(ready, dict) and snapshot.get("pid") != ready.get("pid"):
+        # Another program holds the metrics port (README "Security"): what it says is not this process's.
+        snapshot = None
+        entry["metrics_port_holder"] = "another process"
     if isinstance(snapshot, dict):
         entry.update(snapshot)
     entry["state"], entry["detail"] = classify(ready_code, ready, snapshot)

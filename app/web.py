@@ -38,13 +38,16 @@ def make_app(
         (r"/readyz", health.ReadyHandler),
         (r"/api/notes", notes.NotesHandler),
         (r"/api/notes/([^/]+)", notes.NoteHandler),
-        (r"/json", benchmark.JsonHandler),
-        (r"/plaintext", benchmark.PlaintextHandler),
-        (r"/db", benchmark.DbHandler),
-        (r"/queries", benchmark.QueriesHandler),
-        (r"/updates", benchmark.UpdatesHandler),
-        (r"/fortunes", benchmark.FortunesHandler),
     ]
+    if settings.benchmarks_on:  # FLEET_BENCHMARK_ENDPOINTS: off in production unless asked for (README "Security")
+        routes += [
+            (r"/json", benchmark.JsonHandler),
+            (r"/plaintext", benchmark.PlaintextHandler),
+            (r"/db", benchmark.DbHandler),
+            (r"/queries", benchmark.QueriesHandler),
+            (r"/updates", benchmark.UpdatesHandler),
+            (r"/fortunes", benchmark.FortunesHandler),
+        ]
     if settings.faults:
         routes.append((r"/fault/block", fault.BlockHandler))
         # A slow request that does not block the loop: what the drain test keeps in flight (app/handlers/slow.py).

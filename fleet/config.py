@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import re
 import shutil
 import sys
@@ -27,6 +28,12 @@ NGINX_TEMPLATE = DEPLOY / "nginx.conf"
 UPSTREAM_BEGIN = "# fleet:upstream-begin"
 UPSTREAM_END = "# fleet:upstream-end"
 LISTEN_MARK = "# fleet:listen"
+DEFAULT_FLEET_USER = "tornado-fleet"
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+PROFILE_BEGIN = "# fleet:profile-begin"
+PROFILE_END = "# fleet:profile-end"
+# Included by the production profile (next to nginx.conf in FLEET_VAR_DIR): the bearer token's map, owner-only.
+STATUS_TOKEN_CONF = "status-token.conf"
 
 
 def default_procs() -> int:
@@ -51,6 +58,9 @@ class FleetConfig:
     # nginx's access and error logs are renamed past this size, and nginx told to reopen them (fleet/logrotate.py).
     nginx_log_max_bytes: int = 10 * 1024 * 1024
     nginx_log_backups: int = 5
+    # The account every program supervisord runs uses (README "Security"; fleet/privileges.py): "" is the one
+    # running scripts/run. `from_env` makes it FLEET_USER, by default DEFAULT_FLEET_USER when run as root.
+    user: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:
@@ -80,6 +90,10 @@ class FleetConfig:
             except ValueError:
                 raw = environ["FLEET_PROMETHEUS"]
                 raise SettingsError(f"FLEET_PROMETHEUS={raw!r}: expected true or false") from None
+        if environ.get("FLEET_USER", "").strip():
+            kwargs["user"] = environ["FLEET_USER"].strip()
+        elif os.geteuid() == 0:
+            kwargs["user"] = DEFAULT_FLEET_USER
         if environ.get("FLEET_PROMETHEUS_INTERVAL", "").strip():
             kwargs["prometheus_interval"] = environ["FLEET_PROMETHEUS_INTERVAL"].strip()
         app_vars = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"}
@@ -108,6 +122,8 @@ class FleetConfig:
             raise SettingsError("FLEET_NGINX_LOG_MAXBYTES: must be 0 (never rotate) or a size in bytes")
         if self.nginx_log_backups < 1:
             raise SettingsError("FLEET_NGINX_LOG_BACKUPS: must be at least 1")
+        if self.user and not USER_NAME.match(self.user):
+            raise SettingsError(f"FLEET_USER: {self.user!r} is not a user name")
 
     def check_prometheus(self) -> None:
         if not prometheus.INTERVAL.match(self.prometheus_interval):
@@ -136,6 +152,11 @@ class FleetConfig:
                 f"FLEET_METRICS_PORT_OFFSET: metrics ports {metrics_ports[0]}-{metrics_ports[-1]} collide with "
                 f"port(s) {sorted(taken)} (app ports, FLEET_PORT or FLEET_DB_PORT)"
             )
+
+    @property
+    def run_user(self) -> str:
+        """The name of the account the programs run as (supervisord's `user=` for each)."""
+        return self.user or pwd.getpwuid(os.geteuid()).pw_name
 
     @property
     def app_ports(self) -> list[int]:
@@ -183,12 +204,15 @@ class FleetConfig:
             "FLEET_LOGROTATE_AUTOSTART": "true" if self.nginx_log_max_bytes else "false",
             "FLEET_NGINX_LOG_MAXBYTES": str(self.nginx_log_max_bytes),
             "FLEET_NGINX_LOG_BACKUPS": str(self.nginx_log_backups),
+            "FLEET_RUN_USER": self.run_user,
         }
 
     def write_runtime_files(self) -> None:
         """Create var/ and write what the processes read at start: the env file and nginx's config."""
         for sub in ("log", "db", "nginx/logs", "nginx/tmp"):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        # Database files, logs, the env file: nobody but the fleet's own account looks inside.
+        self.var_dir.chmod(0o700)
         write_env_file(self.env_file, self.app_settings().to_env())
         prometheus.write_files(
             self.var_dir / "prometheus",
@@ -196,16 +220,72 @@ class FleetConfig:
             metrics_offset=self.app_settings().metrics_port_offset,
             interval=self.prometheus_interval,
         )
-        (self.var_dir / "nginx.conf").write_text(
-            render_nginx(
-                NGINX_TEMPLATE.read_text(), self.port, self.app_ports, max_conns=self.app_settings().max_in_flight
-            )
+        write_private(self.var_dir / STATUS_TOKEN_CONF, status_token_conf(self.app_settings()))
+        (self.var_dir / "nginx.conf").write_text(self.nginx_conf())
+
+    def nginx_conf(self) -> str:
+        """nginx's config for this fleet: deploy/nginx.conf with its `fleet:` lines rendered."""
+        settings = self.app_settings()
+        return render_nginx(
+            NGINX_TEMPLATE.read_text(),
+            self.port,
+            self.app_ports,
+            max_conns=settings.max_in_flight,
+            profile=profile_lines(settings),
         )
 
 
-def render_nginx(template: str, port: int, app_ports: list[int], *, max_conns: int | None = None) -> str:
+def profile_lines(settings: Settings) -> list[str]:
+    """The lines between the `fleet:profile` markers of deploy/nginx.conf for these settings (README "Security")."""
+    benchmarks = int(settings.benchmarks_on)
+    if settings.env != "production":
+        return [
+            "geo $fleet_production { default 0; }",
+            f"geo $fleet_benchmarks {{ default {benchmarks}; }}",
+            "geo $fleet_status_client { default 1; }",
+            "map $http_authorization $fleet_status_bearer { default 0; }",
+        ]
+    allowed = " ".join(f"{network} 1;" for network in settings.status_networks())
+    return [
+        "geo $fleet_production { default 1; }",
+        f"geo $fleet_benchmarks {{ default {benchmarks}; }}",
+        f"geo $fleet_status_client {{ default 0; {allowed} }}",
+        f"include {STATUS_TOKEN_CONF};",
+    ]
+
+
+def status_token_conf(settings: Settings) -> str:
+    """The map the production profile includes: 1 for a request carrying FLEET_STATUS_TOKEN (none: never)."""
+    # A regex, not a string key: a long string key overflows nginx's map hash bucket. Of the token's characters
+    # (app/settings.py allows a token68's) only . and + mean something in a regex.
+    pattern = settings.status_token.replace(".", "\\.").replace("+", "\\+")
+    match = f' "~^Bearer {pattern}$" 1;' if settings.status_token else ""
+    head = "# Written by scripts/run from FLEET_STATUS_TOKEN; owner-only."
+    return f"{head}\nmap $http_authorization $fleet_status_bearer {{ default 0;{match} }}\n"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `path` readable by its owner only, from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def render_nginx(
+    template: str,
+    port: int,
+    app_ports: list[int],
+    *,
+    max_conns: int | None = None,
+    profile: list[str] | None = None,
+) -> str:
     """Rewrite the lines marked `fleet:` in deploy/nginx.conf for this port and these app ports; `max_conns` (the
-    app's FLEET_MAX_IN_FLIGHT) replaces each server line's max_conns= (None: the template's stays)."""
+    app's FLEET_MAX_IN_FLIGHT) replaces each server line's max_conns= (None: the template's stays); `profile`
+    replaces the lines between the fleet:profile markers (`profile_lines`; None: the template's stay)."""
+    if profile is not None:
+        template = render_profile(template, profile)
     out: list[str] = []
     model: str | None = None
     inside = False
@@ -231,6 +311,17 @@ def render_nginx(template: str, port: int, app_ports: list[int], *, max_conns: i
     if inside:
         raise ValueError("deploy/nginx.conf: fleet:upstream-begin without fleet:upstream-end")
     return "\n".join(out) + "\n"
+
+
+def render_profile(template: str, profile: list[str]) -> str:
+    """Replace the lines between the fleet:profile markers with `profile`, indented as the first marker."""
+    pattern = rf"^([ \t]*){re.escape(PROFILE_BEGIN)}\n.*?^[ \t]*{re.escape(PROFILE_END)}$"
+    match = re.search(pattern, template, re.M | re.S)
+    if not match:
+        raise ValueError("deploy/nginx.conf: no fleet:profile-begin ... fleet:profile-end block")
+    indent = match[1]
+    block = "\n".join([f"{indent}{PROFILE_BEGIN}", *(indent + line for line in profile), f"{indent}{PROFILE_END}"])
+    return template[: match.start()] + block + template[match.end() :]
 
 
 def nginx_binary() -> str:

@@ -29,12 +29,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pymongo.errors import PyMongoError
 
 from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
-from fleet import ports, probe, readiness, rolling, scale
+from fleet import envfile, ports, privileges, probe, readiness, rolling, scale
 from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, wait_for_exit
@@ -50,7 +50,7 @@ EXIT_REFUSED = 4
 RUN_EXIT_HELP = f"""exit status:
   {EXIT_READY}  the fleet is ready: every process answers on its port with the pid its supervisord runs
   {EXIT_FAILED}  a process failed or was not ready in time (the message names it and quotes its log)
-  {EXIT_INVALID}  invalid setting or option (nothing started or changed)
+  {EXIT_INVALID}  invalid setting or option, or FLEET_USER cannot run this checkout (nothing started or changed)
   {EXIT_PORT_TAKEN}  a port the fleet needs is held by another program, named with its pid (nothing started)
   {EXIT_REFUSED}  the fleet runs with other settings this command cannot change while it runs; the message says
      what would change and the command that applies it (nothing changed)"""
@@ -62,6 +62,7 @@ SHAPE_SETTINGS = (
     ("FLEET_APP_PORT_BASE", "8001", "first app port: processes use BASE ... BASE+N-1"),
     ("FLEET_DB_PORT", "27018", "port of the embedded database"),
     ("FLEET_VAR_DIR", "var/", "runtime folder: supervisord socket, logs, env file, database files"),
+    ("FLEET_USER", "tornado-fleet as root, else you", "the account every program runs as (created when missing)"),
     ("MONGODB_URI", "unset: the embedded database", "the database; when set, the embedded one is not started"),
     ("FLEET_PROMETHEUS", "false", "true: supervisord also runs Debian's prometheus with the fleet's alerts"),
     ("FLEET_PROMETHEUS_PORT", "9090", "where that prometheus listens, on 127.0.0.1"),
@@ -125,6 +126,7 @@ def up(
     log=print,
     ready_timeout: float = READY_TIMEOUT,
     requested: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> Supervisor:
     """Start the fleet, or (running) apply `requested` (the settings given explicitly) as the module says."""
     supervisor = Supervisor(config.socket)
@@ -135,8 +137,13 @@ def up(
         public_port = rolling.nginx_port(config.var_dir / "nginx.conf")
     else:
         check_ports(config)
+        privileges.prepare(config, log)  # the programs' own account (README "Security")
         config.write_runtime_files()
-        env = {**os.environ, **config.supervisor_env()}
+        privileges.own_var_dir(config)
+        for note in notes:  # what fleet/envfile.py changed in the env file
+            log(note)
+        # An allow-list of the caller's variables, not all of them: no secret reaches a program's environment.
+        env = {**envfile.child_environment(os.environ), **config.supervisor_env()}
         supervisord = [sys.executable, "-m", "supervisor.supervisord", "-c", str(SUPERVISORD_CONF)]
         # From the checkout: supervisord imports its fleet plugin (fleet/supervisor_rpc.py) from there.
         result = subprocess.run(supervisord, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -402,13 +409,16 @@ def main(argv: list[str] | None = None) -> int:
     action, rest = argv[0], argv[1:]
     (run_parser() if action == "up" else stop_parser()).parse_args(rest)
     try:
-        config = FleetConfig.from_env()
+        # A stopped fleet starts from its env file of the last run; only the settings given now change it.
+        environ, notes = envfile.carry_over(os.environ) if action == "up" else (os.environ, [])
+        config = FleetConfig.from_env(environ)
         if action == "down":
             down(config)
             return 0
-        up(config, requested=explicit_settings(os.environ))
-    except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
+        up(config, requested=explicit_settings(os.environ), notes=notes)
+    except (SettingsError, privileges.AccountError) as exc:
+        what = "invalid setting: " if isinstance(exc, SettingsError) else ""
+        print(f"error: {what}{exc}", file=sys.stderr)
         return EXIT_INVALID
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -201,6 +201,9 @@ def script_env(config: FleetConfig) -> dict[str, str]:
         "FLEET_APP_PORT_BASE": str(config.app_port_base),
         "FLEET_PORT": str(config.port),
         "FLEET_DB_PORT": str(config.db_port),
+        # Throw-away fleets run as the invoking user, root included (scripts/run as root would otherwise drop to
+        # tornado-fleet, which may not be able to read this checkout: tests/test_security_privileges.py).
+        "FLEET_USER": config.run_user,
         **config.app_env,
     }
     if config.mongodb_uri:

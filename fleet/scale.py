@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 from app.settings import Settings, SettingsError, read_env_file, write_env_file
 from fleet import nginx_reload, ports, probe, prometheus, readiness, rolling
-from fleet.config import NGINX_TEMPLATE, FleetConfig, render_nginx
+from fleet.config import FleetConfig
 from fleet.supervisor import Supervisor, app_port
 
 READY_TIMEOUT = 60.0
@@ -77,9 +77,7 @@ def running_config(config: FleetConfig, supervisor: Supervisor) -> FleetConfig:
 def nginx_conf(config: FleetConfig) -> str:
     """nginx's config for `config`, rendered as `FleetConfig.write_runtime_files` renders it at start (a test
     checks that the two agree)."""
-    return render_nginx(
-        NGINX_TEMPLATE.read_text(), config.port, config.app_ports, max_conns=config.app_settings().max_in_flight
-    )
+    return config.nginx_conf()
 
 
 def write_prometheus_targets(config: FleetConfig) -> None:

@@ -77,10 +77,10 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, env={**clean, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
-def test_the_fleet_will_not_start_in_production_without_a_secret(tmp_path):
-    result = run(
-        [sys.executable, "-m", "fleet.launcher", "up"], {"FLEET_VAR_DIR": str(tmp_path), "FLEET_ENV": "production"}
-    )
+def test_the_fleet_will_not_start_in_production_with_a_placeholder_secret(tmp_path):
+    # Without any key, a first production start generates one (tests/test_security_restart.py).
+    env = {"FLEET_VAR_DIR": str(tmp_path), "FLEET_ENV": "production", "FLEET_SECRET_KEY": "changeme"}
+    result = run([sys.executable, "-m", "fleet.launcher", "up"], env)
     assert result.returncode == 2
     assert "invalid setting: FLEET_SECRET_KEY: must be set to a secret of your own" in result.stderr
     assert not (tmp_path / "supervisor.sock").exists() and not (tmp_path / "fleet.env").exists()

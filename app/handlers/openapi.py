@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from app import openapi
-from app.handlers.base import BaseHandler
+from app.access import InternalHandler
 
 
-class OpenApiHandler(BaseHandler):
+class OpenApiHandler(InternalHandler):
     def get(self) -> None:
         self.query_params()
         self.set_header("Content-Type", "application/json")

@@ -1,7 +1,8 @@
 """The fleet status page: /status (one HTML page that refreshes itself) and /status.json (the same data).
 
 Whichever process nginx picks serves them: it asks every process of the fleet (app.status), itself included,
-so the page stays right while processes restart. Registered only when FLEET_STATUS_PAGE is on.
+so the page stays right while processes restart. Registered only when FLEET_STATUS_PAGE is on; in production
+only for the clients app/access.py allows.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import os
 import tornado.web
 
 from app import status
-from app.handlers.base import BaseHandler
+from app.access import InternalHandler
 
 # Bounds on the page's refresh interval (seconds), settable with ?refresh=: fast enough to catch a restart,
 # slow enough that an open page never loads the fleet.
 REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 2.0, 0.2, 60.0
 
 
-class StatusJsonHandler(BaseHandler):
+class StatusJsonHandler(InternalHandler):
     async def get(self) -> None:
         fleet = self.fleet
         report = await status.collect(
@@ -38,7 +39,7 @@ class StatusJsonHandler(BaseHandler):
         self.write_json(report)
 
 
-class StatusPageHandler(BaseHandler):
+class StatusPageHandler(InternalHandler):
     def get(self) -> None:
         try:
             refresh = float(self.get_query_argument("refresh", str(REFRESH_DEFAULT)))
@@ -49,7 +50,7 @@ class StatusPageHandler(BaseHandler):
         self.render("status.html", refresh=refresh)
 
 
-class StatusAssetHandler(BaseHandler, tornado.web.StaticFileHandler):
+class StatusAssetHandler(InternalHandler, tornado.web.StaticFileHandler):
     """The page's script and stylesheet: files (nginx's Content-Security-Policy forbids inline ones), served
     through BaseHandler so they carry an X-Request-ID, are counted like any request and fail as JSON."""
 

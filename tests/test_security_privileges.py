@@ -1,0 +1,148 @@
+"""Least privilege (README "Security"): scripts/run as root runs every program as the fleet's own account.
+
+As root only. The fleet's account must be able to read the checkout and run its venv's interpreter; a clone under a
+private folder (/root, 0700), or a venv whose interpreter lives there (pyenv), does not allow that. scripts/run then
+refuses with what to do (the first test). The second test needs a readable checkout: it builds one when this one is
+not (a venv on Debian's /usr/bin/python3 of the same minor version over a copy of the installed packages, and a
+copy of app/, fleet/ and deploy/), or skips saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fleet.config import DEFAULT_FLEET_USER, ROOT
+from fleet.privileges import account_exists, create_account
+from fleet.sandbox import fleet_config, script_env
+from fleet.supervisor import Supervisor
+from tests.test_security_restart import children
+
+pytestmark = [
+    pytest.mark.fleet,
+    pytest.mark.skipif(os.geteuid() != 0, reason="scripts/run drops privileges only when run as root"),
+]
+
+STRANGER = "tornado-fleet-stranger"  # another local account, for what it must not be able to do
+
+
+def run_as(user: str, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[], capture_output=True, text=True, **kwargs
+    )
+
+
+def readable_by(user: str, python: str, cwd: Path) -> bool:
+    code = "import app.server, fleet.logrotate, secantus, supervisor"
+    try:
+        return run_as(user, [python, "-c", code], cwd=cwd, env={"PATH": "/usr/bin:/bin"}, timeout=60).returncode == 0
+    except OSError:  # the interpreter cannot even be run
+        return False
+
+
+@pytest.fixture(scope="module")
+def fleet_account() -> str:
+    if not account_exists(DEFAULT_FLEET_USER):
+        create_account(DEFAULT_FLEET_USER)
+    if not account_exists(STRANGER):
+        create_account(STRANGER)
+    return DEFAULT_FLEET_USER
+
+
+def test_scripts_run_as_root_refuses_a_checkout_its_account_cannot_read(fleet_account):
+    if readable_by(fleet_account, sys.executable, ROOT):
+        pytest.skip(f"{fleet_account} can read this checkout and its venv: nothing to refuse")
+    config = fleet_config("async", 1, prefix="security-unreadable-")
+    env = {**script_env(config), "FLEET_USER": fleet_account}
+    try:
+        result = subprocess.run([str(ROOT / "scripts" / "run")], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"the fleet's account {fleet_account} cannot run this checkout" in result.stderr
+        assert "FLEET_USER=root scripts/run" in result.stderr and "Nothing was started" in result.stderr
+        assert not config.socket.exists()
+    finally:
+        shutil.rmtree(config.var_dir, ignore_errors=True)
+
+
+def readable_checkout(user: str, workdir: Path) -> tuple[str, Path]:
+    """(python, checkout) that `user` can run: this venv and checkout when it can, else copies in `workdir`."""
+    if readable_by(user, sys.executable, ROOT):
+        return sys.executable, ROOT
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system_python = Path("/usr/bin") / version
+    if not system_python.exists():
+        pytest.skip(f"{user} cannot read this checkout's venv, and there is no {system_python} to build one on")
+    venv = workdir / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {version}\n")
+    (venv / "bin" / "python").symlink_to(system_python)
+    packages = Path(sysconfig.get_paths()["purelib"])
+    shutil.copytree(packages, venv / "lib" / version / "site-packages", symlinks=True)
+    entry = (Path(sys.executable).parent / "secantusd-py").read_text().split("\n", 1)[1]
+    (venv / "bin" / "secantusd-py").write_text(f"#!{venv / 'bin' / 'python'}\n{entry}")
+    (venv / "bin" / "secantusd-py").chmod(0o755)
+    checkout = workdir / "checkout"
+    for part in ("app", "fleet", "deploy"):
+        shutil.copytree(ROOT / part, checkout / part, ignore=shutil.ignore_patterns("__pycache__"))
+    python = str(venv / "bin" / "python")
+    if not readable_by(user, python, checkout):
+        pytest.skip(f"{user} cannot run even a copy of the checkout in {workdir}")
+    return python, checkout
+
+
+def uid_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[2])  # effective
+    raise AssertionError(pid)
+
+
+def test_scripts_run_as_root_runs_every_program_as_the_fleet_account_with_private_files(fleet_account):
+    workdir = Path(tempfile.mkdtemp(prefix="security-privileges-"))
+    workdir.chmod(0o755)
+    python, checkout = readable_checkout(fleet_account, workdir)
+    config = fleet_config("async", 2, prefix="security-privileges-")
+    env = {**script_env(config), "FLEET_USER": fleet_account}
+    account = pwd.getpwnam(fleet_account)
+    try:
+        result = subprocess.run(
+            [python, "-m", "fleet.launcher", "up"], env=env, cwd=checkout, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        supervisor = Supervisor(config.socket)
+        programs = {p["name"]: p["pid"] for p in supervisor.processes() if p["pid"]}
+        assert {"db", "nginx", "logrotate", *(f"app-{port}" for port in config.app_ports)} <= set(programs)
+        pids = [*programs.values(), *children(programs["nginx"])]
+        assert {pid: uid_of(pid) for pid in pids} == dict.fromkeys(pids, account.pw_uid)
+        assert uid_of(supervisor.supervisord_pid()) == 0  # only supervisord keeps root, to switch accounts
+
+        var = config.var_dir.stat()
+        assert (stat.S_IMODE(var.st_mode), var.st_uid, var.st_gid) == (0o710, 0, account.pw_gid)
+        env_file = config.env_file.stat()
+        assert (stat.S_IMODE(env_file.st_mode), env_file.st_uid) == (0o600, account.pw_uid)
+        db_files = [p for p in (config.var_dir / "db").rglob("*") if p.is_file()]
+        assert db_files
+        assert {(stat.S_IMODE(p.stat().st_mode), p.stat().st_uid) for p in db_files} == {(0o600, account.pw_uid)}
+
+        # Another local account can read none of it.
+        for path in (config.env_file, db_files[0], config.var_dir / "db"):
+            denied = run_as(STRANGER, ["/bin/cat" if path.is_file() else "/bin/ls", str(path)], timeout=30)
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr, path
+        # And the fleet's account cannot touch supervisord's files (root writes its logs there).
+        log = run_as(fleet_account, ["/usr/bin/touch", str(config.var_dir / "log" / "planted")], timeout=30)
+        assert log.returncode != 0
+    finally:
+        subprocess.run(
+            [python, "-m", "fleet.launcher", "down"], env=env, cwd=checkout, capture_output=True, timeout=120
+        )
+        shutil.rmtree(config.var_dir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
