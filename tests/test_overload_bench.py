@@ -40,8 +40,14 @@ def test_report_and_plot(tmp_path):
         "recovery": overload.recovery_windows([(0.5, 0.01, 200)]),
         "rss_before_kib": {"app-8001": 50_000},
     }
-    results = {"machine": machine.machine_info(), "config": {"procs": 2}, "ramps": [ramp]}
+    results = {
+        "machine": machine.machine_info(),
+        "config": {"procs": 2},
+        "ramps": [ramp],
+        "failed_ramps": [{"name": "motor API", "error": "supervisord did not start"}],
+    }
     text = overload.markdown(results)
+    assert "**motor API**: not measured (supervisord did not start)." in text
     assert "| 2x (1 s) | 200 | 90 (90%) | 10 | 10 | 10 | 1 | 0 | +20% |" in text
     assert overload.failed_total(results) == 0
     written = overload.write(results, tmp_path)

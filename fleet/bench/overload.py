@@ -56,11 +56,11 @@ class Ramp:
 
 DEFAULT_RAMPS = (
     Ramp("async /db", "async", "/db"),
+    # The same overload with a bound sized for latency rather than for a 512-client burst (README "Overload").
+    Ramp("async /db, max 32 in flight", "async", "/db", {"FLEET_MAX_IN_FLIGHT": "32"}),
     Ramp("motor /db", "motor", "/db"),
     Ramp("async API", "async", "/api/notes?limit=10"),
     Ramp("motor API", "motor", "/api/notes?limit=10"),
-    # The same overload with a bound sized for latency rather than for a 512-client burst (README "Overload").
-    Ramp("async /db, max 32 in flight", "async", "/db", {"FLEET_MAX_IN_FLIGHT": "32"}),
 )
 
 
@@ -254,11 +254,19 @@ def run_ramp(pool, plan: OverloadPlan, ramp: Ramp, progress: Callable[[str], Non
 
 
 def run(plan: OverloadPlan, progress: Callable[[str], None] = print) -> dict:
-    results = {"machine": machine.machine_info(), "config": dataclasses.asdict(plan), "ramps": []}
+    """Every ramp in turn. One whose fleet cannot be booted or measured is recorded in `failed_ramps` and the
+    next one runs; BenchError (with what was measured) only if none could be."""
+    results = {"machine": machine.machine_info(), "config": dataclasses.asdict(plan), "ramps": [], "failed_ramps": []}
     with concurrent.futures.ProcessPoolExecutor(plan.generators) as pool:
         for ramp in plan.ramps:
             progress(f"overload: {ramp.name} ({ramp.mode}, N = {plan.procs})")
-            results["ramps"].append(run_ramp(pool, plan, ramp, progress))
+            try:
+                results["ramps"].append(run_ramp(pool, plan, ramp, progress))
+            except (RuntimeError, OSError) as exc:  # FleetError and BenchError are RuntimeErrors
+                progress(f"  {ramp.name}: could not be measured: {exc}")
+                results["failed_ramps"].append({"name": ramp.name, "error": str(exc)[:500]})
+    if not results["ramps"]:
+        raise BenchError("no ramp could be measured: " + "; ".join(f["error"] for f in results["failed_ramps"]))
     return results
 
 
@@ -327,6 +335,8 @@ def markdown(results: dict) -> str:
             ),
             f"After the load (p99 of accepted requests at {UNLOADED_FACTOR:g}x): {recovery}.",
         ]
+    for failed in results.get("failed_ramps", []):
+        parts.append(f"**{failed['name']}**: not measured ({failed['error']}).")
     return "\n\n".join(parts) + "\n"
 
 
