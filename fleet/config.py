@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from app.settings import DEFAULT_DB_PORT, Settings, SettingsError, embedded_uri, env_name, parse_bool, write_env_file
-from fleet import prometheus
+from fleet import dbauth, prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -58,6 +58,8 @@ class FleetConfig:
     # nginx's access and error logs are renamed past this size, and nginx told to reopen them (fleet/logrotate.py).
     nginx_log_max_bytes: int = 10 * 1024 * 1024
     nginx_log_backups: int = 5
+    # The embedded database's password in production (fleet/dbauth.py): kept in the env file's MONGODB_URI.
+    db_password: str = dataclasses.field(default="", repr=False)
     # The account every program supervisord runs uses (README "Security"; fleet/privileges.py): "" is the one
     # running scripts/run. `from_env` makes it FLEET_USER, by default DEFAULT_FLEET_USER when run as root.
     user: str = ""
@@ -90,6 +92,8 @@ class FleetConfig:
             except ValueError:
                 raw = environ["FLEET_PROMETHEUS"]
                 raise SettingsError(f"FLEET_PROMETHEUS={raw!r}: expected true or false") from None
+        if environ.get("FLEET_DB_PASSWORD", "").strip():
+            kwargs["db_password"] = environ["FLEET_DB_PASSWORD"].strip()
         if environ.get("FLEET_USER", "").strip():
             kwargs["user"] = environ["FLEET_USER"].strip()
         elif os.geteuid() == 0:
@@ -154,6 +158,11 @@ class FleetConfig:
             )
 
     @property
+    def db_auth(self) -> bool:
+        """Whether the embedded database requires the fleet's user: in production (fleet/dbauth.py)."""
+        return self.embedded_db and self.app_env.get("FLEET_ENV", "").strip() == "production"
+
+    @property
     def run_user(self) -> str:
         """The name of the account the programs run as (supervisord's `user=` for each)."""
         return self.user or pwd.getpwuid(os.geteuid()).pw_name
@@ -181,6 +190,8 @@ class FleetConfig:
     def app_settings(self) -> Settings:
         """The settings every app process will load from the env file (raises SettingsError if invalid)."""
         uri = self.mongodb_uri or embedded_uri(self.db_port)
+        if self.db_auth and self.db_password:
+            uri = dbauth.authenticated_uri(self.db_port, self.db_password)
         # FLEET_APP_PORTS: the process serving /status asks every one of these.
         ports = ",".join(map(str, self.app_ports))
         return Settings.from_mapping({**self.app_env, "MONGODB_URI": uri, "FLEET_APP_PORTS": ports})
@@ -195,6 +206,7 @@ class FleetConfig:
             "FLEET_APP_PORT_BASE": str(self.app_port_base),
             "FLEET_DB_PORT": str(self.db_port),
             "FLEET_DB_AUTOSTART": "true" if self.embedded_db else "false",
+            "FLEET_DB_FLAGS": "--auth" if self.db_auth else "",
             "FLEET_ENV_FILE": str(self.env_file),
             "FLEET_VENV_BIN": str(venv_bin),
             "FLEET_NGINX": nginx_binary(),

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
 from app.settings import Settings, SettingsError, env_name, read_env_file
+from fleet import dbauth
 from fleet.config import ROOT, FleetConfig
 from fleet.supervisor import Supervisor
 
@@ -23,8 +23,6 @@ from fleet.supervisor import Supervisor
 DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}
 # Shown by name only, never by value.
 SECRETS = {"FLEET_SECRET_KEY", "FLEET_STATUS_TOKEN", "MONGODB_URI"}
-# The URI scripts/run writes for the embedded database (app.settings.embedded_uri): not a choice of the operator.
-EMBEDDED_URI = re.compile(r"mongodb://127\.0\.0\.1:\d+/\?retryWrites=false\Z")
 
 
 def app_variables() -> set[str]:
@@ -44,7 +42,9 @@ def carry_over(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     carried = app_variables() - DERIVED - {"MONGODB_URI"}
     merged = {**{k: v for k, v in old.items() if k in carried}, **environ}
     old_uri = old.get("MONGODB_URI", "")
-    if not environ.get("MONGODB_URI", "").strip() and old_uri and not EMBEDDED_URI.match(old_uri):
+    if dbauth.password_of(old_uri) and not environ.get("FLEET_DB_PASSWORD"):
+        merged["FLEET_DB_PASSWORD"] = dbauth.password_of(old_uri)  # the embedded database's user's (production)
+    if not environ.get("MONGODB_URI", "").strip() and old_uri and not dbauth.EMBEDDED.match(old_uri):
         merged["MONGODB_URI"] = old_uri
         notes.append(f"{path}: keeps its MONGODB_URI (no embedded database); set MONGODB_URI to change it")
     if merged.get("FLEET_ENV", "").strip() == "production" and not merged.get("FLEET_SECRET_KEY", "").strip():

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from pymongo.errors import PyMongoError
 
 from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
-from fleet import envfile, ports, privileges, probe, readiness, rolling, scale
+from fleet import dbauth, envfile, ports, privileges, probe, readiness, rolling, scale
 from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, wait_for_exit
@@ -138,8 +138,15 @@ def up(
     else:
         check_ports(config)
         privileges.prepare(config, log)  # the programs' own account (README "Security")
+        if config.db_auth and not config.db_password:
+            config = dataclasses.replace(config, db_password=dbauth.new_password())
         config.write_runtime_files()
         privileges.own_var_dir(config)
+        if config.db_auth:
+            try:
+                dbauth.provision(config, log)
+            except dbauth.ProvisionError as exc:
+                raise FleetError(f"{exc}; see {config.var_dir}/db") from None
         for note in notes:  # what fleet/envfile.py changed in the env file
             log(note)
         # An allow-list of the caller's variables, not all of them: no secret reaches a program's environment.
@@ -166,8 +173,8 @@ def embedded_db_port(supervisor: Supervisor, uri: str) -> int | None:
     """The embedded database's port when this fleet runs one (its `db` program is not left STOPPED), else None."""
     if supervisor.process("db")["statename"] == "STOPPED":
         return None
-    match = re.match(r"mongodb://127\.0\.0\.1:(\d+)/", uri)
-    return int(match[1]) if match else None
+    match = dbauth.EMBEDDED.match(uri)
+    return int(match["port"]) if match else None
 
 
 def check_own_database(config: FleetConfig, supervisor: Supervisor, db_port: int) -> None:

@@ -111,7 +111,8 @@ def test_scripts_run_as_root_runs_every_program_as_the_fleet_account_with_privat
     workdir.chmod(0o755)
     python, checkout = readable_checkout(fleet_account, workdir)
     config = fleet_config("async", 2, prefix="security-privileges-")
-    env = {**script_env(config), "FLEET_USER": fleet_account}
+    # Production: the database requires the fleet's own user too, created by scripts/run as the fleet's account.
+    env = {**script_env(config), "FLEET_USER": fleet_account, "FLEET_ENV": "production", "FLEET_SECRET_KEY": "k" * 43}
     account = pwd.getpwnam(fleet_account)
     try:
         result = subprocess.run(
@@ -137,6 +138,10 @@ def test_scripts_run_as_root_runs_every_program_as_the_fleet_account_with_privat
         for path in (config.env_file, db_files[0], config.var_dir / "db"):
             denied = run_as(STRANGER, ["/bin/cat" if path.is_file() else "/bin/ls", str(path)], timeout=30)
             assert denied.returncode != 0 and "Permission denied" in denied.stderr, path
+        # Nor use the database: it answers only the fleet's user (its password is in the env file above).
+        query = f"from pymongo import MongoClient; MongoClient('127.0.0.1', {config.db_port}).fleet.world.find_one()"
+        refused = run_as(STRANGER, [python, "-c", query], cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=60)
+        assert refused.returncode != 0 and "requires authentication" in refused.stderr, refused.stderr
         # And the fleet's account cannot touch supervisord's files (root writes its logs there).
         log = run_as(fleet_account, ["/usr/bin/touch", str(config.var_dir / "log" / "planted")], timeout=30)
         assert log.returncode != 0

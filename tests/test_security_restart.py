@@ -17,8 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from app.settings import read_env_file
+from fleet import dbauth
 from fleet.config import ROOT, FleetConfig
 from fleet.sandbox import fleet_config, script_env
 from fleet.supervisor import Supervisor
@@ -52,6 +55,8 @@ def test_a_cold_restart_without_exports_keeps_the_profile_the_key_and_the_mode()
         assert len(key) >= 32 and key not in first.stdout + first.stderr
         assert stat.S_IMODE(config.env_file.stat().st_mode) == 0o600
         assert stat.S_IMODE(config.var_dir.stat().st_mode) == 0o700
+        uri = read_env_file(config.env_file)["MONGODB_URI"]
+        assert_database_needs_the_fleets_user(config, uri)
         assert script("stop", bare).returncode == 0
 
         # As after a reboot: no FLEET_ENV, no FLEET_DB_MODE, no key in the environment.
@@ -60,6 +65,8 @@ def test_a_cold_restart_without_exports_keeps_the_profile_the_key_and_the_mode()
         assert "db_mode=threads" in second.stdout and "generated" not in second.stdout
         kept = read_env_file(config.env_file)
         assert (kept["FLEET_ENV"], kept["FLEET_SECRET_KEY"], kept["FLEET_DB_MODE"]) == ("production", key, "threads")
+        assert kept["MONGODB_URI"] == uri  # the database user's password too: the fleet became ready with it
+        assert_database_needs_the_fleets_user(config, uri)
         assert status_from_afar(config) == 403  # the production profile is in force, in nginx too
         assert script("stop", bare).returncode == 0
 
@@ -72,6 +79,18 @@ def test_a_cold_restart_without_exports_keeps_the_profile_the_key_and_the_mode()
     finally:
         script("stop", bare)
         shutil.rmtree(config.var_dir, ignore_errors=True)
+
+
+def assert_database_needs_the_fleets_user(config: FleetConfig, uri: str) -> None:
+    """In production the embedded database answers only the fleet's own user (fleet/dbauth.py)."""
+    anonymous = MongoClient(f"mongodb://127.0.0.1:{config.db_port}/?retryWrites=false", serverSelectionTimeoutMS=5000)
+    with anonymous, pytest.raises(OperationFailure, match="requires authentication"):
+        anonymous.fleet.world.find_one()
+    guessed = uri.replace(dbauth.password_of(uri), "guessed-password")
+    with MongoClient(guessed, serverSelectionTimeoutMS=5000) as wrong, pytest.raises(OperationFailure):
+        wrong.fleet.world.find_one()
+    with MongoClient(uri, serverSelectionTimeoutMS=5000) as fleet_user:
+        assert fleet_user.fleet.world.count_documents({}) == 10_000
 
 
 def children(pid: int) -> list[int]:
