@@ -35,6 +35,8 @@ from collections.abc import Iterable
 import tornado.httpserver
 import tornado.iostream
 
+from app.shedding import ShedGuard
+
 log = logging.getLogger("fleet.lifecycle")
 
 POLL = 0.02
@@ -112,11 +114,13 @@ class FleetHTTPServer(tornado.httpserver.HTTPServer):
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple) -> None:
         self.lifecycle.connection_opened()
         self.streams.add(stream)
-        # Tornado turns Nagle's algorithm off at the end of every response and back on after it: two setsockopt()
-        # calls per request, for a client that might send a body in pieces. nginx sends whole requests and every
-        # response here ends with a flush, so Nagle is turned off once for the connection's life.
+        # Tornado turns Nagle's algorithm on while a response is written (so that a handler's several flush()es
+        # coalesce) and off at its end (so the last bytes go out at once): two setsockopt() calls per request. To
+        # nginx on the same host, small packets cost nothing, so Nagle is off once for the connection's life.
         stream.set_nodelay(True)
         stream.set_nodelay = _keep_nodelay  # type: ignore[method-assign]
+        # Makes stall shedding's check-and-shutdown atomic with this connection's reads and writes (app/shedding.py).
+        ShedGuard(stream)
         super().handle_stream(stream, address)
 
     def on_close(self, server_conn) -> None:

@@ -13,9 +13,14 @@ error`). It takes:
   GET or HEAD (read with MSG_PEEK, left unread); any other connection is handed back to the loop, which serves it
   once it is free;
 - requests nginx sends on connections it keeps open between requests (upstream keep-alive) and that no handler
-  has seen yet, as soon as they arrive, if they are a GET or HEAD (MSG_PEEK again, or the bytes Tornado read
-  before the loop stalled). An idle kept-alive connection is never closed: nginx may be sending a POST on it at
-  that very moment, and a POST nginx has sent is never resent (the client would get a 502).
+  has seen yet, as soon as they arrive, if they are a GET or HEAD (MSG_PEEK again). An idle kept-alive connection
+  is never closed: nginx may be sending a POST on it at that very moment, and a POST nginx has sent is never
+  resent (the client would get a 502).
+
+The stall can end while the shedder is deciding: the loop then reads and writes the same connections. Each
+connection's `ShedGuard` makes the shedder's last look and its shutdown one step for the loop: the loop takes the
+guard's lock for every read and write on the connection, the shedder holds it while it checks again (the response
+not started, no read since it looked, nothing buffered) and shuts the connection down.
 Only GET and HEAD are shed. nginx does not pass a request it has sent with POST, LOCK or PATCH to another
 process (the client would get a 502); it does resend the other methods, DELETE and PUT included, but this app
 sheds only the two that handlers must keep idempotent. GET and HEAD are run again: nginx already replays them on
@@ -43,10 +48,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
+import tornado.iostream
 import tornado.web
 
-from app.lifecycle import FleetHTTPServer
+if TYPE_CHECKING:
+    from app.lifecycle import FleetHTTPServer
 
 log = logging.getLogger("fleet.shedding")
 
@@ -120,23 +128,18 @@ class StallShedder:
     def _shed_in_flight(self) -> int:
         self._note_running()
         shed = 0
-        # The loop is blocked, so nothing adds to or removes from the set while this copies it.
+        # list() of a set is one step under the GIL, whatever the loop thread does meanwhile.
         for handler in list(self.in_flight):
             if handler in self._exempt or handler in self._done or not sheddable(handler):
                 continue
-            stream = getattr(handler.request.connection, "stream", None)
-            sock = getattr(stream, "socket", None)
-            if sock is None:
-                continue
             if not self.is_stalled():
                 break  # the loop runs again: what is left is served here
-            try:
-                # Not close(): the loop owns the descriptor; a shutdown leaves it valid for the loop to close.
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue
-            self._done.add(handler)
-            shed += 1
+            stream = getattr(handler.request.connection, "stream", None)
+            guard = getattr(stream, "shed_guard", None)
+            # Once the loop writes the response's first byte, nginx can no longer pass the request on.
+            if guard is not None and guard.shut_down_if(lambda handler=handler: sheddable(handler)):
+                self._done.add(handler)
+                shed += 1
         return shed
 
     def _shed_arrivals(self) -> int:
@@ -161,8 +164,7 @@ class StallShedder:
                 if fd in kept_alive:
                     # Readable: a request arrived, or nginx closed the connection. Looked at once per call.
                     poller.unregister(fd)
-                    sock = kept_alive.pop(fd)
-                    shed += self._shed_connection(sock, peek(sock))
+                    shed += self._shed_kept_alive(*kept_alive.pop(fd))
                 elif event & (select.POLLNVAL | select.POLLERR):
                     poller.unregister(fd)  # a listening socket the drain closed
                 elif fd in listeners:
@@ -190,45 +192,80 @@ class StallShedder:
                 self._hand_back(conn, address)
         return shed
 
-    def _kept_alive_waiting(self) -> tuple[dict[int, socket.socket], int]:
-        """The kept-alive connections no handler is serving, by descriptor, to watch for arriving requests; and how
-        many of them were shed at once, because Tornado had read a GET from them before the loop stalled."""
-        # Copies made while the loop thread is blocked (list() of a set is one step under the GIL).
+    def _kept_alive_waiting(self) -> tuple[dict[int, tuple[ShedGuard, int]], int]:
+        """The kept-alive connections no handler is serving and with nothing read but unparsed (what Tornado read
+        before the loop stalled is left to the loop), by descriptor: their guard and its read count now. The
+        second value is always 0 (the shedder's calls add what they shed)."""
         serving = {getattr(handler.request.connection, "stream", None) for handler in list(self.in_flight)}
-        idle: dict[int, socket.socket] = {}
-        shed = 0
+        idle: dict[int, tuple[ShedGuard, int]] = {}
         for stream in list(self.server.streams):
-            sock = stream.socket
-            if stream in serving or sock is None or stream.closed():
-                continue
-            # Bytes Tornado read but has not parsed yet: a request whose handler the stalled loop never started.
-            buffered = bytes(stream._read_buffer[:8]) if stream._read_buffer_size else b""
-            if buffered:
-                shed += self._shed_connection(sock, buffered)
+            guard = getattr(stream, "shed_guard", None)
+            if stream in serving or guard is None or stream.closed() or guard.buffered():
                 continue
             try:
-                idle[sock.fileno()] = sock
-            except OSError:
+                idle[stream.socket.fileno()] = (guard, guard.reads)
+            except (AttributeError, OSError):
                 continue
-        return idle, shed
+        return idle, 0
 
-    def _shed_connection(self, sock: socket.socket, head: bytes) -> int:
-        """Shut down a kept-alive connection whose waiting request starts with `head`, if it is a GET or HEAD; 1 if
-        shed. Anything else (a POST waiting, an idle connection, one nginx closed) is left to the loop."""
-        if not head.startswith(SAFE_PREFIXES) or not self.is_stalled():
-            return 0
-        try:
-            # Not close(): the loop owns the descriptor; a shutdown leaves it valid for the loop to close.
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            return 0
-        return 1
+    def _shed_kept_alive(self, guard: ShedGuard, reads: int) -> int:
+        """Shut down a kept-alive connection whose waiting request is a GET or HEAD, if the loop has not read from
+        it since `reads` was counted; 1 if shed. A POST waiting, an idle connection or one nginx closed is left."""
+
+        def waiting_get() -> bool:
+            return guard.reads == reads and not guard.buffered() and peek(guard.socket).startswith(SAFE_PREFIXES)
+
+        return int(self.is_stalled() and guard.shut_down_if(waiting_get))
 
     def _hand_back(self, conn: socket.socket, address) -> None:
         try:
             self.loop.call_soon_threadsafe(self.server.serve_accepted, conn, address)
         except RuntimeError:  # the loop is closed: the process is exiting
             conn.close()
+
+
+class ShedGuard:
+    """One connection's lock between the loop's reads and writes and the shedder's check-and-shutdown.
+
+    Installed on every connection by app.lifecycle.FleetHTTPServer (`stream.shed_guard`); it wraps the stream's
+    `read_from_fd` and `write`, so each of them takes the lock (uncontended: well under a microsecond) and each read
+    is counted."""
+
+    def __init__(self, stream: tornado.iostream.IOStream):
+        self.lock = threading.Lock()
+        self.reads = 0
+        self.stream = stream
+        self.socket = stream.socket
+        read, write = stream.read_from_fd, stream.write
+
+        def guarded_read(buf):
+            with self.lock:
+                self.reads += 1
+                return read(buf)
+
+        def guarded_write(data, *args, **kwargs):
+            with self.lock:
+                return write(data, *args, **kwargs)
+
+        stream.read_from_fd = guarded_read  # type: ignore[method-assign]
+        stream.write = guarded_write  # type: ignore[method-assign]
+        stream.shed_guard = self  # type: ignore[attr-defined]
+
+    def buffered(self) -> bool:
+        """Bytes Tornado has read from the connection and not consumed yet (a request it may parse any moment)."""
+        return bool(self.stream._read_buffer_size)
+
+    def shut_down_if(self, still_safe: Callable[[], bool]) -> bool:
+        """Shut the connection down if `still_safe()` holds, with the loop's reads and writes held off meanwhile."""
+        with self.lock:
+            if not still_safe():
+                return False
+            try:
+                # Not close(): the loop owns the descriptor; a shutdown leaves it valid for the loop to close.
+                self.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                return False
+            return True
 
 
 def sheddable(handler: tornado.web.RequestHandler) -> bool:
