@@ -35,6 +35,12 @@ EVENT_LOOPS = ("asyncio", "uvloop")
 # supervisord kills an app process 30 s after SIGTERM (stopwaitsecs, deploy/supervisord.conf): the drain, plus up
 # to 1 s closing idle connections and the store's close, must end well before that, or requests die with it.
 MAX_DRAIN_SECONDS = 25.0
+# nginx closes an idle kept-alive connection to a process after this long (the upstream's keepalive_timeout in
+# deploy/nginx.conf; tests/test_deploy_configs.py checks they agree). A draining process waits for nginx to close
+# them and must never reach its deadline first: at the deadline it closes them itself, and a POST nginx writes on one
+# at that moment is lost (app/lifecycle.py).
+NGINX_UPSTREAM_KEEPALIVE_SECONDS = 2.0
+MIN_DRAIN_SECONDS = NGINX_UPSTREAM_KEEPALIVE_SECONDS + 1
 # nginx's proxy_read_timeout (deploy/nginx.conf) is 30 s: a request's deadline must end before nginx stops waiting.
 MAX_REQUEST_TIMEOUT_MS = 29_000
 
@@ -185,6 +191,12 @@ class Settings:
             f"must be between 10 and {MAX_REQUEST_TIMEOUT_MS} (nginx gives up on a request after 30 s)",
         )
         _require(self.drain_seconds > 0, "FLEET_DRAIN_SECONDS", "must be positive")
+        _require(
+            self.drain_seconds >= MIN_DRAIN_SECONDS,
+            "FLEET_DRAIN_SECONDS",
+            f"must be at least {MIN_DRAIN_SECONDS:g} (nginx closes idle kept-alive connections after "
+            f"{NGINX_UPSTREAM_KEEPALIVE_SECONDS:g} s; a drain must outlast that)",
+        )
         _require(
             self.drain_seconds <= MAX_DRAIN_SECONDS,
             "FLEET_DRAIN_SECONDS",

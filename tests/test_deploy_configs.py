@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from app.settings import MAX_DRAIN_SECONDS, Settings, SettingsError
+from app.server import IDLE_CONNECTION_TIMEOUT
+from app.settings import MAX_DRAIN_SECONDS, MIN_DRAIN_SECONDS, NGINX_UPSTREAM_KEEPALIVE_SECONDS, Settings, SettingsError
 from fleet.config import NGINX_TEMPLATE, SUPERVISORD_CONF, FleetConfig, nginx_binary, render_nginx
 
 
@@ -78,6 +79,19 @@ def test_the_database_mode_is_not_in_supervisord_conf():
     # A mode in supervisord.conf would make a rolling switch impossible: it lives in the env file only.
     settings_lines = [line for line in SUPERVISORD_CONF.read_text().splitlines() if not line.lstrip().startswith(";")]
     assert not any("FLEET_DB_MODE" in line or "MONGODB_URI" in line for line in settings_lines)
+
+
+def test_nginx_closes_idle_upstream_connections_before_the_app_or_a_drain_would():
+    # With upstream keep-alive only nginx may close an idle connection: a POST it writes on one the app closes at
+    # that moment is answered 502 and never resent (app/lifecycle.py).
+    upstream = NGINX_TEMPLATE.read_text().split("upstream app {", 1)[1].split("}", 1)[0]
+    timeout = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream, re.M)
+    assert timeout, "the upstream block sets no keepalive_timeout"
+    assert float(timeout[1]) == NGINX_UPSTREAM_KEEPALIVE_SECONDS
+    assert IDLE_CONNECTION_TIMEOUT > NGINX_UPSTREAM_KEEPALIVE_SECONDS
+    assert MIN_DRAIN_SECONDS > NGINX_UPSTREAM_KEEPALIVE_SECONDS
+    with pytest.raises(SettingsError, match="FLEET_DRAIN_SECONDS: must be at least"):
+        Settings.from_mapping({"FLEET_DRAIN_SECONDS": str(NGINX_UPSTREAM_KEEPALIVE_SECONDS)})
 
 
 def test_app_stop_timeout_exceeds_the_drain_deadline(monkeypatch, tmp_path):

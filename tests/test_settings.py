@@ -22,7 +22,7 @@ def test_env_file_wins_over_environment(tmp_path):
 
 
 def test_round_trip_through_env_file(tmp_path):
-    original = Settings.from_mapping({"FLEET_DB_MODE": "async", "FLEET_DRAIN_SECONDS": "2.5"})
+    original = Settings.from_mapping({"FLEET_DB_MODE": "async", "FLEET_DRAIN_SECONDS": "4.5"})
     write_env_file(tmp_path / "e.env", original.to_env())
     assert Settings.from_mapping(read_env_file(tmp_path / "e.env")) == original
 
