@@ -4,9 +4,11 @@ Each app process creates one `Metrics` in `app.server` (inside the loop; nothing
 own `CollectorRegistry`, and serves it at ``http://FLEET_HOST:(port + FLEET_METRICS_PORT_OFFSET)/metrics``,
 never through nginx, so Prometheus sees each process separately (see README, "Observing the fleet").
 
-What the hot path pays: one counter increment and one histogram observation per request (their label children
-are cached, so no label lookup), and a timer around each database call. Everything else (in-flight requests,
-loop lag, pool sizes and queues) is read from the objects that already keep it, only when scraped.
+What the hot path pays: a few integer additions per request and per database call (`Counts`: a count, a sum of
+seconds and a latency bucket), turned into Prometheus counters and histograms only when scraped; prometheus_client's
+own Counter.inc and Histogram.observe take a lock and check the metric on every call, which showed in the /json
+profile. Everything else (in-flight requests, loop lag, pool sizes and queues) is read from the objects that
+already keep it, only when scraped. All of it runs on the loop thread, so nothing needs a lock.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     Info,
     PlatformCollector,
     ProcessCollector,
@@ -69,13 +70,6 @@ class Metrics:
         Gauge(
             "fleet_process_start_time_seconds", "When this app process started (Unix time)", registry=self.registry
         ).set(self.started_at)
-        self._db_latency = Histogram(
-            "fleet_db_operation_duration_seconds",
-            "Duration of Store operations (in threads mode including the wait for a pool thread)",
-            ["operation"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
         self._db_errors = Counter(
             "fleet_db_operation_errors",
             "Store operations that raised, by operation and exception class",
@@ -94,7 +88,8 @@ class Metrics:
         # fleet_http_request_duration_seconds at scrape time (_LiveCollector). prometheus_client's Counter.inc and
         # Histogram.observe take a lock and check the metric each time, which showed in the /json profile.
         self.requests: dict[tuple[str, str, int], list] = {}
-        self._db_children: dict[str, object] = {}
+        # operation -> the same [count, sum, slots] for fleet_db_operation_duration_seconds.
+        self.db_operations: dict[str, list] = {}
         self.requests_total = 0
         self.db_in_flight = 0
         self._rate_samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW + 1)
@@ -111,13 +106,10 @@ class Metrics:
         request = handler.request
         method = request.method if request.method in handler.SUPPORTED_METHODS else "OTHER"
         key = (type(handler).__name__, method, handler.get_status())
-        seconds = request.request_time()
         counts = self.requests.get(key)
         if counts is None:
-            counts = self.requests[key] = [0, 0.0, [0] * (len(LATENCY_BUCKETS) + 1)]
-        counts[0] += 1
-        counts[1] += seconds
-        counts[2][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            counts = self.requests[key] = new_counts()
+        add(counts, request.request_time())
         self.requests_total += 1
 
     def observe_refusal(self, reason: str) -> None:
@@ -126,10 +118,10 @@ class Metrics:
             self.refused_total += 1
 
     def observe_db(self, operation: str, seconds: float, error: BaseException | None) -> None:
-        child = self._db_children.get(operation)
-        if child is None:
-            child = self._db_children[operation] = self._db_latency.labels(operation)
-        child.observe(seconds)
+        counts = self.db_operations.get(operation)
+        if counts is None:
+            counts = self.db_operations[operation] = new_counts()
+        add(counts, seconds)
         if error is not None:
             self._db_errors.labels(operation, type(error).__name__).inc()
 
@@ -212,6 +204,37 @@ def motor_pool_stats() -> dict[str, int] | None:
     return {"size": size, "queued": queue.qsize()}
 
 
+def new_counts() -> list:
+    """[count, sum of seconds, count per LATENCY_BUCKETS slot with +Inf last]: one series' plain counts."""
+    return [0, 0.0, [0] * (len(LATENCY_BUCKETS) + 1)]
+
+
+def add(counts: list, seconds: float) -> None:
+    counts[0] += 1
+    counts[1] += seconds
+    counts[2][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+
+def histogram_family(name: str, documentation: str, label: str, series: dict[str, tuple[float, list[int]]]):
+    """A histogram family from per-label (sum of seconds, count per slot) plain counts."""
+    family = HistogramMetricFamily(name, documentation, labels=[label])
+    for value, (seconds, slots) in sorted(series.items()):
+        cumulative = list(itertools.accumulate(slots))
+        buckets = [(str(bound), n) for bound, n in zip(LATENCY_BUCKETS, cumulative, strict=False)]
+        family.add_metric([value], [*buckets, ("+Inf", cumulative[-1])], seconds)
+    return family
+
+
+def db_family(operations: dict[str, list]):
+    """fleet_db_operation_duration_seconds{operation} from Metrics.observe_db's plain counts."""
+    return histogram_family(
+        "fleet_db_operation_duration_seconds",
+        "Duration of Store operations (in threads mode including the wait for a pool thread)",
+        "operation",
+        {operation: (seconds, slots) for operation, (_, seconds, slots) in operations.items()},
+    )
+
+
 def request_families(requests: dict[tuple[str, str, int], list]):
     """fleet_http_requests_total{handler,method,status} and fleet_http_request_duration_seconds{handler} from the
     plain counts Metrics.observe_request keeps."""
@@ -226,17 +249,13 @@ def request_families(requests: dict[tuple[str, str, int], list]):
         merged = per_handler.setdefault(handler, [0.0, [0] * len(slots)])
         merged[0] += seconds
         merged[1] = [a + b for a, b in zip(merged[1], slots, strict=True)]
-    latency = HistogramMetricFamily(
+    yield total
+    yield histogram_family(
         "fleet_http_request_duration_seconds",
         "Time from request received to response finished, by handler class",
-        labels=["handler"],
+        "handler",
+        {handler: (seconds, slots) for handler, (seconds, slots) in per_handler.items()},
     )
-    for handler, (seconds, slots) in per_handler.items():
-        cumulative = list(itertools.accumulate(slots))
-        buckets = [(str(bound), n) for bound, n in zip(LATENCY_BUCKETS, cumulative, strict=False)]
-        latency.add_metric([handler], [*buckets, ("+Inf", cumulative[-1])], seconds)
-    yield total
-    yield latency
 
 
 class _LiveCollector:
@@ -248,6 +267,7 @@ class _LiveCollector:
     def collect(self):
         metrics = self.metrics
         yield from request_families(metrics.requests)
+        yield db_family(metrics.db_operations)
         app = metrics._app_settings or {}
         lifecycle = app.get("lifecycle")
         if lifecycle is not None:
