@@ -84,6 +84,17 @@ def features_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+# A verdict stands only if the rounds agree within this (±10% around the median): otherwise the run cannot tell.
+RESOLUTION = 0.10
+
+
+def verdict(ratios: dict, met: bool, missed: str) -> str:
+    said = "met" if met else missed
+    if ratios["high"] - ratios["low"] > 2 * RESOLUTION * ratios["median"]:
+        return f"{said}, but not resolved: the rounds ranged {ratios['low']:.2f}–{ratios['high']:.2f}"
+    return said
+
+
 def target_lines(results: dict) -> list[str]:
     lines = []
     for endpoint in endpoints_of(results):
@@ -92,8 +103,8 @@ def target_lines(results: dict) -> list[str]:
         if rps is None or served is None:
             continue
         want = RPS_TARGETS.get(endpoint, RPS_TARGET_DEFAULT)
-        verdict_rps = "met" if rps["median"] >= want else f"missed by {want - rps['median']:.2f}"
-        verdict_cpu = "met" if served["median"] <= CPU_TARGET else f"missed by {served['median'] - CPU_TARGET:.2f}"
+        verdict_rps = verdict(rps, rps["median"] >= want, f"missed by {want - rps['median']:.2f}")
+        verdict_cpu = verdict(served, served["median"] <= CPU_TARGET, f"missed by {served['median'] - CPU_TARGET:.2f}")
         lines.append(
             f"- `{ENDPOINTS[endpoint].path}`: req/s {rps['median']:.2f}× plain (target ≥ {want:.1f}×: {verdict_rps}); "
             f"nginx + app CPU {served['median']:.2f}× plain's (target ≤ {CPU_TARGET:.2f}×: {verdict_cpu})"
@@ -105,10 +116,10 @@ def target_lines(results: dict) -> list[str]:
     everything = [r for r in everything if r]
     if everything:
         worst = max(r["median"] for r in everything) - 1
-        verdict = "met" if worst <= FEATURES_TARGET else f"missed by {worst - FEATURES_TARGET:.1%}"
+        features_verdict = "met" if worst <= FEATURES_TARGET else f"missed by {worst - FEATURES_TARGET:.1%}"
         lines.append(
             f"- every feature together costs at most {max(worst, 0):.1%} of throughput "
-            f"(target ≤ {FEATURES_TARGET:.0%}: {verdict})"
+            f"(target ≤ {FEATURES_TARGET:.0%}: {features_verdict})"
         )
     return lines
 
@@ -164,12 +175,14 @@ def markdown(results: dict) -> str:
 
 
 def write(results: dict, out: Path, with_plots: bool = True) -> list[Path]:
+    """compare-MODE.json/.md/.png in `out`: one set per database mode, so runs of different modes sit side by side."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "compare.json", out / "compare.md"]
+    stem = f"compare-{results['config']['mode']}"
+    written = [out / f"{stem}.json", out / f"{stem}.md"]
     written[0].write_text(json.dumps(results, indent=1) + "\n")
     written[1].write_text(markdown(results))
     if with_plots:
-        written.append(plot(results, out / "compare.png"))
+        written.append(plot(results, out / f"{stem}.png"))
     return written
 
 
