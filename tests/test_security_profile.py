@@ -51,8 +51,9 @@ def fetch(url: str, path: str, source: str, headers: dict[str, str] | None = Non
 
 def test_a_client_that_is_not_the_host_gets_the_service_and_nothing_else(production_fleet):
     url = production_fleet.url
-    for path in INTERNALS:
+    for path in (*INTERNALS, "/readyz"):  # /readyz names a process's pid; a load balancer asks /hostz
         assert fetch(url, path, "127.0.0.2") == (403, {"error": NGINX_FORBIDDEN}), path
+    assert fetch(url, "/hostz", "127.0.0.2")[0] == 200
     for path in BENCHMARKS:
         assert fetch(url, path, "127.0.0.2")[0] == 404, path
     for path in FAULTS:
@@ -73,6 +74,10 @@ def test_the_host_and_the_bearer_token_see_the_internals(production_fleet):
         assert fetch(url, path, "127.0.0.2", {"Authorization": f"Bearer {TOKEN}"})[0] == 200, path
     for wrong in (f"Bearer {TOKEN}x", f"Basic {TOKEN}", "Bearer ", TOKEN):
         assert fetch(url, "/status.json", "127.0.0.2", {"Authorization": wrong})[0] == 403, wrong
+    # A client claiming to be the host changes nothing: nginx decides on the connection's address, and sets
+    # X-Real-IP itself (and drops X-Forwarded-For) for the app.
+    forged = {"X-Real-IP": "127.0.0.1", "X-Forwarded-For": "127.0.0.1", "X-Scheme": "https"}
+    assert fetch(url, "/status.json", "127.0.0.2", forged)[0] == 403
 
 
 def test_the_app_refuses_the_internals_and_has_no_benchmark_or_fault_routes_without_nginx(production_fleet):
