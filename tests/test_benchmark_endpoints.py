@@ -17,15 +17,16 @@ from fleet.sandbox import start_app
 from fleet.seed import fortunes
 from tests.client import get
 
-PLAIN = "plain-tornado"
+PLAIN = "plain-tornado-"
 
 
-@pytest.fixture(scope="module", params=[*DB_MODES, PLAIN])
+@pytest.fixture(scope="module", params=[*DB_MODES, *(PLAIN + mode for mode in DB_MODES)])
 def app_url(request, mongo_uri, tmp_path_factory):
-    """An app process in each mode, and the plain reference (one worker, `async` driver), on the seeded database."""
-    if request.param == PLAIN:
+    """An app process in each mode, and the plain reference (one worker) on each driver, on the seeded database."""
+    if request.param.startswith(PLAIN):
         folder = tmp_path_factory.mktemp("plain")
-        with plain_reference(ComparePlan(mode="async", procs=1), mongo_uri, (), folder) as target:
+        plan = ComparePlan(mode=request.param.removeprefix(PLAIN), procs=1)
+        with plain_reference(plan, mongo_uri, (), folder) as target:
             yield target.url
         return
     app = start_app({"FLEET_DB_MODE": request.param, "MONGODB_URI": mongo_uri}, tmp_path_factory.mktemp("app"))

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from fleet import probe
 from fleet.loadgen import Load, all_note_ids
 from fleet.supervisor import pid_alive
 from tests.conftest import module_fleet
@@ -49,7 +50,10 @@ def test_a_draining_process_leaves_idle_connections_to_nginx_and_serves_what_arr
     with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:
         assert http_exchange(sock, b"GET /json HTTP/1.1\r\nHost: app\r\n\r\n").startswith(b"HTTP/1.1 200")
         app.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)  # well past the old drain's 0.25 s of quiet, after which it closed idle connections
+        # The drain has begun once the port refuses new connections; then wait well past the 0.25 s of quiet after
+        # which the first version's drain closed idle connections.
+        assert probe.wait_until(lambda: probe.get_json("127.0.0.1", app.port, "/healthz", timeout=1)[0] == 0, 10)
+        time.sleep(1.0)
         body = json.dumps({"title": "sent on an idle kept-alive connection"}).encode()
         post = b"POST /api/notes HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"
         answer = http_exchange(sock, post + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))

@@ -126,7 +126,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self._headers["Content-Type"] = "application/json"
-        # orjson: UTF-8 (like json.dumps with ensure_ascii=False), compact, about ten times faster.
+        # orjson: UTF-8 (like json.dumps with ensure_ascii=False) and compact, at a fraction of json.dumps's cost.
         self.finish(orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS))
 
     def json_body(self) -> Any:

@@ -97,6 +97,21 @@ def writable(collection, durable: bool):
     return collection if durable else collection.with_options(write_concern=DEFAULT_WRITE_CONCERN)
 
 
+class Collections:
+    """A database's Collection objects by name, each made once: PyMongo builds a new one on every `db[name]`, which
+    showed in the database endpoints' profile (README "Performance")."""
+
+    def __init__(self, db):
+        self._db = db
+        self._by_name: dict[str, Any] = {}
+
+    def __getitem__(self, name: str):
+        collection = self._by_name.get(name)
+        if collection is None:
+            collection = self._by_name[name] = self._db[name]
+        return collection
+
+
 class AwaitableDriverStore:
     """A `Store` over a driver whose collection methods are awaitable (Motor and AsyncMongoClient).
 
@@ -109,14 +124,7 @@ class AwaitableDriverStore:
     def __init__(self, client, db_name: str):
         self._client = client
         self._db = client[db_name]
-        # Collection objects by name: PyMongo builds a new one (about 5 µs) on every db[name].
-        self._collections: dict = {}
-
-    def _collection(self, name: str):
-        collection = self._collections.get(name)
-        if collection is None:
-            collection = self._collections[name] = self._db[name]
-        return collection
+        self._collections = Collections(self._db)
 
     def server_known(self):
         return self._client.topology_description.has_writable_server()
@@ -125,30 +133,30 @@ class AwaitableDriverStore:
         await self._client.admin.command("ping")
 
     async def find_one(self, collection, filter, projection=None):
-        return await self._collection(collection).find_one(filter, projection)
+        return await self._collections[collection].find_one(filter, projection)
 
     async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
-        cursor = self._collection(collection).find(filter, projection, sort=sort, limit=limit)
+        cursor = self._collections[collection].find(filter, projection, sort=sort, limit=limit)
         return await cursor.to_list(None)
 
     async def insert_one(self, collection, document):
-        await self._collection(collection).insert_one(document)
+        await self._collections[collection].insert_one(document)
 
     async def find_one_and_update(self, collection, filter, update, projection=None):
-        return await self._collection(collection).find_one_and_update(
+        return await self._collections[collection].find_one_and_update(
             filter, update, projection=projection, return_document=ReturnDocument.AFTER
         )
 
     async def delete_one(self, collection, filter):
-        result = await self._collection(collection).delete_one(filter)
+        result = await self._collections[collection].delete_one(filter)
         return result.deleted_count
 
     async def bulk_update(self, collection, updates, *, durable=True):
         if updates:
-            await writable(self._collection(collection), durable).bulk_write(list(updates), ordered=False)
+            await writable(self._collections[collection], durable).bulk_write(list(updates), ordered=False)
 
     async def count(self, collection, filter):
-        return await self._collection(collection).count_documents(filter)
+        return await self._collections[collection].count_documents(filter)
 
     async def create_index(self, collection, keys, **options):
-        return await self._collection(collection).create_index(list(keys), **options)
+        return await self._collections[collection].create_index(list(keys), **options)

@@ -13,7 +13,7 @@ import asyncio
 from pymongo import MongoClient, ReturnDocument
 
 from app.blocking import BlockingPool
-from app.store.base import client_options, writable
+from app.store.base import Collections, client_options, writable
 
 
 class ThreadsStore:
@@ -22,16 +22,9 @@ class ThreadsStore:
     def __init__(self, client: MongoClient, db_name: str, threads: int, queue_limit: int = 256):
         self._client = client
         self._db = client[db_name]
-        # Collection objects by name: PyMongo builds a new one (about 5 µs) on every db[name].
-        self._collections: dict = {}
+        self._collections = Collections(self._db)
         # Bounded: beyond queue_limit waiting calls, a caller gets a fast 503 (app.admission.QueueFull).
         self.pool = BlockingPool(threads, name="db", queue_limit=queue_limit)
-
-    def _collection(self, name: str):
-        collection = self._collections.get(name)
-        if collection is None:
-            collection = self._collections[name] = self._db[name]
-        return collection
 
     @classmethod
     def open(cls, settings) -> ThreadsStore:
@@ -49,20 +42,20 @@ class ThreadsStore:
         await self.pool.run(self._client.admin.command, "ping")
 
     async def find_one(self, collection, filter, projection=None):
-        return await self.pool.run(self._collection(collection).find_one, filter, projection)
+        return await self.pool.run(self._collections[collection].find_one, filter, projection)
 
     async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
         def materialise():
-            return list(self._collection(collection).find(filter, projection, sort=sort, limit=limit))
+            return list(self._collections[collection].find(filter, projection, sort=sort, limit=limit))
 
         return await self.pool.run(materialise)
 
     async def insert_one(self, collection, document):
-        await self.pool.run(self._collection(collection).insert_one, document)
+        await self.pool.run(self._collections[collection].insert_one, document)
 
     async def find_one_and_update(self, collection, filter, update, projection=None):
         return await self.pool.run(
-            self._collection(collection).find_one_and_update,
+            self._collections[collection].find_one_and_update,
             filter,
             update,
             projection=projection,
@@ -70,19 +63,19 @@ class ThreadsStore:
         )
 
     async def delete_one(self, collection, filter):
-        result = await self.pool.run(self._collection(collection).delete_one, filter)
+        result = await self.pool.run(self._collections[collection].delete_one, filter)
         return result.deleted_count
 
     async def bulk_update(self, collection, updates, *, durable=True):
         if updates:
-            bulk_write = writable(self._collection(collection), durable).bulk_write
+            bulk_write = writable(self._collections[collection], durable).bulk_write
             await self.pool.run(bulk_write, list(updates), ordered=False)
 
     async def count(self, collection, filter):
-        return await self.pool.run(self._collection(collection).count_documents, filter)
+        return await self.pool.run(self._collections[collection].count_documents, filter)
 
     async def create_index(self, collection, keys, **options):
-        return await self.pool.run(self._collection(collection).create_index, list(keys), **options)
+        return await self.pool.run(self._collections[collection].create_index, list(keys), **options)
 
     async def close(self):
         # Let running calls finish before the client they use goes away. close() ends the server sessions, which

@@ -9,8 +9,9 @@ against it side by side, on the same database with the same N (fleet/bench/compa
     python -m fleet.bench.plain_tornado --port 8090 --procs 2 --mode async --mongodb-uri mongodb://...
 
 `--mode` picks the driver as the fleet's modes do: `motor` (AsyncIOMotorClient), `async` (PyMongo's
-AsyncMongoClient) or `threads` (MongoClient on a ThreadPoolExecutor). The parent process only restarts children
-that die (fork_processes); SIGTERM to its pid stops its children, then itself.
+AsyncMongoClient) or `threads` (MongoClient on a ThreadPoolExecutor). The parent process only waits for its children
+(fork_processes with max_restarts=0: a child that dies ends the reference, which a benchmark must notice rather
+than paper over); SIGTERM to its pid stops its children, then itself.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import tornado.process
 import tornado.template
 import tornado.web
 from pymongo import UpdateOne
+
+from fleet.bench.cpu import child_pids
 
 MODES = ("motor", "async", "threads")
 WORLD_ROWS = 10_000
@@ -180,21 +183,6 @@ def stop_children(parent: int) -> None:
     sys.exit(0)
 
 
-def child_pids(parent: int) -> list[int]:
-    """The pids whose parent is `parent` (from /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                found.append(int(entry))
-    return found
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fleet.bench.plain_tornado", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
@@ -203,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mongodb-uri", required=True)
     parser.add_argument("--db-name", default="fleet")
     args = parser.parse_args(argv)
-    # The parent only waits in fork_processes (and would restart a dying child); on SIGTERM it stops its children
-    # first, so stopping the reference by its pid stops all of it.
+    # The parent only waits in fork_processes; on SIGTERM it stops its children first, so stopping the reference by
+    # its pid stops all of it.
     signal.signal(signal.SIGTERM, lambda *_: stop_children(os.getpid()))
     tornado.process.fork_processes(args.procs, max_restarts=0)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
