@@ -63,9 +63,21 @@ def test_a_fleets_layers_come_from_supervisords_names_and_nginx_brings_its_worke
     assert layers.pids["nginx"] == (master.pid, *worker) and len(worker) == 1
     assert layers.pids["app"] == (app.pid,)
     assert set(layers.pids["db"]) == {4242, db.pid}
-    assert set(layers.snapshot()) == {"nginx", "app", "db", "wrk"}
+    assert set(layers.snapshot()) == {"nginx", "app", "db", "wrk", cpu.ALIVE}
     for pid in worker:
         subprocess.run(["kill", str(pid)], check=False)
+
+
+def test_a_run_whose_processes_changed_has_no_cpu_figure(processes):
+    # A process of a layer that exits (a crash, an nginx reload's old workers) would make its layer's delta wrong.
+    short = processes([sys.executable, "-c", "pass"])
+    steady = processes(SLEEPER)
+    layers = cpu.Layers({"app": (short.pid, steady.pid)})
+    before = layers.snapshot()
+    short.wait()
+    assert cpu.per_request_us(before, layers.snapshot(), 1000) == {}
+    unchanged = cpu.Layers({"app": (steady.pid,)})
+    assert set(cpu.per_request_us(unchanged.snapshot(), unchanged.snapshot(), 1000)) == {"app", "wrk"}
 
 
 def test_cost_per_request_is_cpu_time_over_requests():

@@ -129,7 +129,7 @@ def measure_endpoint(plan: ComparePlan, endpoint: str, targets: dict, pipeline: 
                     "cpu_us": cost,
                 }
             )
-            served = cost.get("nginx", 0) + cost.get("app", 0)
+            served = cost.get("nginx", 0) + cost.get("app", 0)  # 0 when the run has no CPU figure
             progress(
                 f"{endpoint} round {index + 1}/{plan.rounds} {variant}: {result.rps:,.0f} req/s, "
                 f"nginx+app {served:,.0f} µs/request, {result.errors} errors"
@@ -169,20 +169,24 @@ def runs_of(results: dict, variant: str, endpoint: str) -> list[dict]:
     return [r for r in results["runs"] if r["variant"] == variant and r["endpoint"] == endpoint]
 
 
-def served_us(run: dict) -> float:
-    """CPU µs per request of what serves it: nginx + app processes (the database and wrk are shared)."""
-    return run["cpu_us"].get("nginx", 0.0) + run["cpu_us"].get("app", 0.0)
+def served_us(run: dict) -> float | None:
+    """CPU µs per request of what serves it: nginx + app processes (the database and wrk are shared); None for a run
+    without CPU figures (its processes changed during it: fleet/bench/cpu.py)."""
+    if "app" not in run["cpu_us"]:
+        return None
+    return run["cpu_us"].get("nginx", 0.0) + run["cpu_us"]["app"]
 
 
 def summary(results: dict, variant: str, endpoint: str) -> dict | None:
     runs = runs_of(results, variant, endpoint)
     if not runs:
         return None
-    layers = {layer for r in runs for layer in r["cpu_us"]}
+    measured = [r for r in runs if served_us(r) is not None] or runs[:0]
+    layers = {layer for r in measured for layer in r["cpu_us"]}
     return {
         "rps": statistics.median(r["rps"] for r in runs),
-        "served_us": statistics.median(served_us(r) for r in runs),
-        "cpu_us": {layer: statistics.median(r["cpu_us"].get(layer, 0.0) for r in runs) for layer in layers},
+        "served_us": statistics.median(served_us(r) for r in measured) if measured else 0.0,
+        "cpu_us": {layer: statistics.median(r["cpu_us"].get(layer, 0.0) for r in measured) for layer in layers},
         "errors": sum(r["errors"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
     }
@@ -194,7 +198,7 @@ def round_ratios(results: dict, variant: str, base: str, endpoint: str, key: Cal
     ratios = []
     for run_ in runs_of(results, variant, endpoint):
         other = by_round.get(run_["round"])
-        if other and key(other):
+        if other and key(other) and key(run_) is not None:
             ratios.append(key(run_) / key(other))
     return ratios
 

@@ -3,7 +3,9 @@
 On a shared 2-core machine requests/s moves by ±30% from run to run, while the CPU time each layer spends per
 request moves far less: it is what a layer costs, whatever else the machine does. Each process's user + system
 time is read from /proc/PID/stat before and after a load run; the load generator (wrk, a child of this process)
-from getrusage(RUSAGE_CHILDREN), which counts children once they have exited.
+from getrusage(RUSAGE_CHILDREN), which counts children once they have exited (so nothing else may be started and
+reaped between the two readings: the benchmark runs only wrk there). A run during which a process of a layer
+exited or was replaced (a crash, an nginx reload's new workers) has no CPU figure: its deltas would be wrong.
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ def cpu_seconds(pid: int, proc: Path = PROC) -> float:
     # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+ALIVE = "_alive"
+
+
+def start_time(pid: int, proc: Path = PROC) -> int:
+    """When the process started (clock ticks since boot; /proc/PID/stat field 22); -1 if it is gone."""
+    try:
+        return int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1
 
 
 def children_cpu_seconds() -> float:
@@ -77,6 +90,9 @@ class Layers:
     def snapshot(self) -> dict[str, float]:
         taken = {layer: sum(cpu_seconds(pid) for pid in pids) for layer, pids in self.pids.items()}
         taken["wrk"] = children_cpu_seconds()
+        # Which processes were there (pid and start time, so a reused pid is told apart), to tell a run whose
+        # processes changed.
+        taken[ALIVE] = hash(frozenset((pid, start_time(pid)) for pids in self.pids.values() for pid in pids))
         return taken
 
 
@@ -100,7 +116,8 @@ def process_tree(parent: int) -> tuple[int, ...]:
 
 
 def per_request_us(before: Mapping[str, float], after: Mapping[str, float], requests: int) -> dict[str, float]:
-    """CPU microseconds per request of each layer between two snapshots (None where nothing was served)."""
-    if requests <= 0:
+    """CPU microseconds per request of each layer between two snapshots; empty when nothing was served or the
+    processes changed in between."""
+    if requests <= 0 or before.get(ALIVE) != after.get(ALIVE):
         return {}
-    return {layer: 1e6 * (after[layer] - before[layer]) / requests for layer in after}
+    return {layer: 1e6 * (after[layer] - before[layer]) / requests for layer in after if layer != ALIVE}
