@@ -13,9 +13,10 @@ error`). It takes:
   GET or HEAD (read with MSG_PEEK, left unread); any other connection is handed back to the loop, which serves it
   once it is free;
 - requests nginx sends on connections it keeps open between requests (upstream keep-alive) and that no handler
-  has seen yet, as soon as they arrive, if they are a GET or HEAD (MSG_PEEK again). An idle kept-alive connection
-  is never closed: nginx may be sending a POST on it at that very moment, and a POST nginx has sent is never
-  resent (the client would get a 502).
+  has seen yet, if they are a GET or HEAD: those waiting unread as soon as they arrive (MSG_PEEK again), and those
+  Tornado read just before the loop stalled but has not parsed (if the route's handler does not opt out). An idle
+  kept-alive connection is never closed: nginx may be sending a POST on it at that very moment, and a POST nginx has
+  sent is never resent (the client would get a 502).
 
 The stall can end while the shedder is deciding: the loop then reads and writes the same connections. Each
 connection's `ShedGuard` makes the shedder's last look and its shutdown one step for the loop: the loop takes the
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fleet.shedding")
 
+# Bytes of a buffered request looked at to find its request line (method and path).
+REQUEST_LINE_BYTES = 512
 # What nginx passes to another process after the connection failed, whatever it had sent; handlers of these methods
 # must be idempotent to be shed (a handler that writes sets `shed_on_stall = False`).
 SAFE_METHODS = ("GET", "HEAD")
@@ -193,20 +196,40 @@ class StallShedder:
         return shed
 
     def _kept_alive_waiting(self) -> tuple[dict[int, tuple[ShedGuard, int]], int]:
-        """The kept-alive connections no handler is serving and with nothing read but unparsed (what Tornado read
-        before the loop stalled is left to the loop), by descriptor: their guard and its read count now. The
-        second value is always 0 (the shedder's calls add what they shed)."""
-        serving = {getattr(handler.request.connection, "stream", None) for handler in list(self.in_flight)}
+        """The kept-alive connections no handler is serving, by descriptor, with their guard and its read count
+        now, to watch for requests arriving; and how many were shed at once because Tornado had read a GET from
+        them that no handler has started yet (Tornado parses what it read one loop turn later, so a stall often
+        catches a request there)."""
         idle: dict[int, tuple[ShedGuard, int]] = {}
+        shed = 0
         for stream in list(self.server.streams):
             guard = getattr(stream, "shed_guard", None)
-            if stream in serving or guard is None or stream.closed() or guard.buffered():
+            if guard is None or stream.closed() or self._serving(stream):
+                continue
+            if guard.buffered():
+                shed += self._shed_buffered(guard)
                 continue
             try:
                 idle[stream.socket.fileno()] = (guard, guard.reads)
             except (AttributeError, OSError):
                 continue
-        return idle, 0
+        return idle, shed
+
+    def _serving(self, stream) -> bool:
+        return any(getattr(h.request.connection, "stream", None) is stream for h in list(self.in_flight))
+
+    def _shed_buffered(self, guard: ShedGuard) -> int:
+        """Shut down a connection whose read but unparsed request is a GET or HEAD that its handler lets be sent
+        elsewhere. Like a shed in-flight GET it may have started here as the stall ended (the loop parses without a
+        read), which is the contract for GET handlers; a handler that opts out (`shed_on_stall = False`) never is."""
+        head = guard.buffered_head()
+        if not head.startswith(SAFE_PREFIXES) or not route_sheddable(self.server, head):
+            return 0
+
+        def untouched() -> bool:
+            return guard.buffered_head() == head and not self._serving(guard.stream)
+
+        return int(self.is_stalled() and guard.shut_down_if(untouched))
 
     def _shed_kept_alive(self, guard: ShedGuard, reads: int) -> int:
         """Shut down a kept-alive connection whose waiting request is a GET or HEAD, if the loop has not read from
@@ -255,6 +278,10 @@ class ShedGuard:
         """Bytes Tornado has read from the connection and not consumed yet (a request it may parse any moment)."""
         return bool(self.stream._read_buffer_size)
 
+    def buffered_head(self) -> bytes:
+        """The start of what Tornado has read and not consumed: enough for a request line."""
+        return bytes(self.stream._read_buffer[:REQUEST_LINE_BYTES]) if self.stream._read_buffer_size else b""
+
     def shut_down_if(self, still_safe: Callable[[], bool]) -> bool:
         """Shut the connection down if `still_safe()` holds, with the loop's reads and writes held off meanwhile."""
         with self.lock:
@@ -266,6 +293,21 @@ class ShedGuard:
             except OSError:
                 return False
             return True
+
+
+def route_sheddable(server, head: bytes) -> bool:
+    """Whether the handler routed for the request line at the start of `head` lets a GET be sent elsewhere."""
+    try:
+        path = head.split(b" ", 2)[1].split(b"?", 1)[0].decode("latin-1")
+    except IndexError:
+        return False
+    app = getattr(server, "request_callback", None)
+    for rule in getattr(getattr(app, "wildcard_router", None), "rules", ()):
+        regex = getattr(rule.matcher, "regex", None)
+        if regex is not None and regex.match(path):
+            target = rule.target
+            return isinstance(target, type) and getattr(target, "shed_on_stall", True)
+    return False  # unknown path: the default handler answers 404 fast anyway
 
 
 def sheddable(handler: tornado.web.RequestHandler) -> bool:

@@ -520,6 +520,7 @@ def readme_block(results: list[dict], meta: dict, timing: Timing, out: Path, rea
     folder = os.path.relpath(out, readme.parent)
     shipped = [r for r in results if r["shipped"]]
     others = [r for r in results if r["procs"] == 2 and r["mode"] == "motor"]
+    frozen = [r for r in results if r["fault_via"] == "sigstop"]
     return "\n".join(
         [
             f"Measured {meta['date']} on {meta['machine']}, nginx {meta['nginx']}, embedded database (`/db` is "
@@ -539,6 +540,17 @@ def readme_block(results: list[dict], meta: dict, timing: Timing, out: Path, rea
             "",
             compact_table(others),
             "",
+            *(
+                [
+                    f"A process frozen whole instead (SIGSTOP for {SIGSTOP_SECONDS:g} s, then SIGCONT, "
+                    f"{timing.blocks} times; no in-process mechanism reaches it, so only nginx routes around it):",
+                    "",
+                    compact_table(frozen),
+                    "",
+                ]
+                if frozen
+                else []
+            ),
             f"![latency of every request, shipped configuration]({folder}/blast-radius.png)",
             "",
             f"![latency of every request, nginx options]({folder}/nginx-options.png)",
