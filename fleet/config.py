@@ -223,8 +223,11 @@ class FleetConfig:
         """Create var/ and write what the processes read at start: the env file and nginx's config."""
         for sub in ("log", "db", "nginx/logs", "nginx/tmp"):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
-        # Database files, logs, the env file: nobody but the fleet's own account looks inside.
-        self.var_dir.chmod(0o700)
+        # Database files, logs, the env file: nobody but the fleet's own account looks inside. Not as root: with a
+        # privilege drop fleet/privileges.py sets it, and without one (FLEET_USER=root) nginx's workers run as
+        # nobody and must still reach their logs to reopen them (USR1, fleet/logrotate.py).
+        if os.geteuid() != 0:
+            self.var_dir.chmod(0o700)
         write_env_file(self.env_file, self.app_settings().to_env())
         prometheus.write_files(
             self.var_dir / "prometheus",
