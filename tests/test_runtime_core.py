@@ -9,6 +9,7 @@ connection never are.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import select
 import socket
 import threading
@@ -257,3 +258,22 @@ def test_every_coroutine_method_of_the_store_is_timed_and_its_errors_counted():
 def test_a_metrics_port_out_of_range_is_not_served(caplog):
     assert metrics.listen(metrics.Metrics(mode="async", port=65000), "127.0.0.1", 65000 + 1000) is None
     assert "out of range" in caplog.text
+
+
+def test_the_handlers_clear_is_tornados_but_for_a_cached_date_and_the_request_id():
+    # BaseHandler.clear replaces Tornado's (app/handlers/base.py); a Tornado upgrade that changes its own must show.
+    async def scenario():
+        handler, _ = make_handler(JsonHandler)
+        ours = dict(handler._headers)
+        tornado.web.RequestHandler.clear(handler)
+        theirs = dict(handler._headers)
+        assert set(ours) - {"X-Request-Id"} == set(theirs)
+        assert {k: ours[k] for k in theirs if k != "Date"} == {k: theirs[k] for k in theirs if k != "Date"}
+        assert abs(parse_date(ours["Date"]) - parse_date(theirs["Date"])) <= 1
+        assert (handler._status_code, handler._reason, handler._write_buffer) == (200, "OK", [])
+
+    asyncio.run(scenario())
+
+
+def parse_date(value: str) -> float:
+    return email.utils.parsedate_to_datetime(value).timestamp()
