@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from fleet import ports, probe
+from fleet.rolling import tail_lines
 from fleet.supervisor import Supervisor, app_port
 
 # supervisord states from which a process does not become ready by itself. Not BACKOFF: supervisord starts it
@@ -78,12 +79,7 @@ def failure_reason(info: dict) -> str:
 def telling_line(path: Path, size: int = 8000) -> str:
     """The last line of a process log that reports an error (the app's JSON lines at ERROR, nginx's [emerg]),
     else its last line; shortened."""
-    try:
-        with open(path, "rb") as log:
-            log.seek(max(0, path.stat().st_size - size))
-            lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
+    lines = tail_lines(path, size)
     errors = [line for line in lines if any(m in line for m in ('"ERROR"', "[emerg]", "Error", "error:"))]
     line = (errors or lines or [""])[-1]
     return line[:400]

@@ -249,13 +249,18 @@ def failure(fleet: Fleet, row: ProcessStatus, why: str) -> RestartFailed:
 
 def log_tail(path: Path, size: int = 4000) -> str:
     """The last non-empty line of a process log, shortened."""
+    lines = tail_lines(path, size)
+    return lines[-1][:400] if lines else ""
+
+
+def tail_lines(path: Path, size: int) -> list[str]:
+    """The non-empty lines of the last `size` bytes of a log (empty if it cannot be read)."""
     try:
         with open(path, "rb") as log:
             log.seek(max(0, path.stat().st_size - size))
-            lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+            return [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
     except OSError:
-        return ""
-    return lines[-1][:400] if lines else ""
+        return []
 
 
 def rolling_restart(

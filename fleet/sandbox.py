@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from pymongo.errors import PyMongoError
 
 from app.settings import embedded_uri
-from fleet import launcher, probe
+from fleet import launcher, ports, probe
 from fleet.config import FleetConfig
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, wait_for_exit
@@ -40,7 +39,7 @@ def free_port_block(count: int) -> int:
     rng = random.Random()
     for _ in range(500):
         base = rng.randrange(10_000, low - count)
-        if all(port_free(base + i) for i in range(count)):
+        if all(ports.bindable(base + i) for i in range(count)):
             return base
     raise RuntimeError(f"no block of {count} free ports found between 10000 and {low}")
 
@@ -52,16 +51,6 @@ def ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
     # A range that starts low leaves little room below it: then search up to 65000, overlapping it.
     return (low, high) if low > 20_000 else (65_000, high)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
 
 
 def short_tmp_dir(prefix: str) -> Path:
