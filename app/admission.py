@@ -104,7 +104,7 @@ def admit(handler: tornado.web.RequestHandler) -> None:
 
 
 def live_requests(handlers) -> int:
-    """Requests in flight whose client is still connected: what nginx counts against max_conns.
+    """Requests in flight whose client is still connected, probes aside: what nginx counts against max_conns.
 
     A request whose connection closed (nginx gave up on it when its client left, or the stall shedder handed it
     to another process) still finishes here, but nginx already counts its slot as free and sends another request;
@@ -115,7 +115,9 @@ def live_requests(handlers) -> int:
     so the usual request pays nothing for it."""
     live = 0
     for handler in list(handlers):
-        if getattr(handler, "_fleet_gone", False):
+        # Probes and the status page are not work the bound is about (nor does nginx send them all): a readiness
+        # probe in progress must not make a process refuse the request that fills its last slot.
+        if getattr(handler, "_fleet_gone", False) or handler.request.path in ALWAYS_ADMITTED:
             continue
         if connection_closed(handler):
             client_gone(handler)

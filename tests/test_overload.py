@@ -124,6 +124,9 @@ def test_the_pool_queue_limit_refuses_at_once(stoppable_db, start_app):
         FLEET_DB_THREADS="1",
         FLEET_DB_QUEUE_LIMIT="1",
         FLEET_REQUEST_TIMEOUT_MS="5000",
+        # Long enough that the driver's monitor does not give the frozen server up (it would then fail calls fast
+        # instead of letting them wait in the pool).
+        FLEET_DB_TIMEOUT_MS="10000",
     )
     assert get(f"{app.url}/db").status == 200
     with pause():
