@@ -8,6 +8,7 @@ ports.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pwd
@@ -17,7 +18,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from app.settings import DEFAULT_DB_PORT, Settings, SettingsError, embedded_uri, env_name, parse_bool, write_env_file
+from app.settings import (
+    DEFAULT_DB_PORT,
+    Settings,
+    SettingsError,
+    embedded_uri,
+    env_name,
+    parse_bool,
+    read_env_file,
+    write_env_file,
+)
 from fleet import dbauth, prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,18 +102,25 @@ class FleetConfig:
             except ValueError:
                 raw = environ["FLEET_PROMETHEUS"]
                 raise SettingsError(f"FLEET_PROMETHEUS={raw!r}: expected true or false") from None
-        if environ.get("FLEET_DB_PASSWORD", "").strip():
-            kwargs["db_password"] = environ["FLEET_DB_PASSWORD"].strip()
-        if environ.get("FLEET_USER", "").strip():
-            kwargs["user"] = environ["FLEET_USER"].strip()
-        elif os.geteuid() == 0:
-            kwargs["user"] = DEFAULT_FLEET_USER
+        kwargs.update(account_settings(environ))
         if environ.get("FLEET_PROMETHEUS_INTERVAL", "").strip():
             kwargs["prometheus_interval"] = environ["FLEET_PROMETHEUS_INTERVAL"].strip()
         app_vars = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"}
-        kwargs["app_env"] = {k: v for k, v in environ.items() if k in app_vars}
+        # The fleet's env file, under what the environment gives: a production fleet's generated key and the
+        # settings it was started with hold for every script (scripts/status, stop, scale ...), not only the exports.
+        kept = saved_app_env(kwargs.get("var_dir", ROOT / "var") / "fleet.env", app_vars)
+        given = {k: v for k, v in environ.items() if k in app_vars}
+        kwargs["app_env"] = {**kept, **given}
         config = cls(**kwargs)
-        config.validate()
+        try:
+            config.validate()
+        except SettingsError:
+            if not kept:
+                raise
+            # The env file itself is invalid: judged by the environment alone, as before; the script that reads
+            # the file reports it in its own words (scripts/switch-db-mode, rolling-restart).
+            config = dataclasses.replace(config, app_env=given)
+            config.validate()
         return config
 
     def validate(self) -> None:
@@ -248,6 +265,22 @@ class FleetConfig:
             max_conns=settings.max_in_flight,
             profile=profile_lines(settings),
         )
+
+
+def account_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """FleetConfig's `user` (FLEET_USER; as root by default DEFAULT_FLEET_USER) and `db_password`."""
+    found = {"db_password": environ.get("FLEET_DB_PASSWORD", "").strip(), "user": environ.get("FLEET_USER", "").strip()}
+    if not found["user"] and os.geteuid() == 0:
+        found["user"] = DEFAULT_FLEET_USER
+    return {name: value for name, value in found.items() if value}
+
+
+def saved_app_env(env_file: Path, app_vars: set[str]) -> dict[str, str]:
+    """The app settings in a fleet's env file ({} when there is none, or it cannot be read: another account's)."""
+    saved: dict[str, str] = {}
+    with contextlib.suppress(SettingsError):
+        saved = read_env_file(env_file) if env_file.is_file() else {}
+    return {k: v for k, v in saved.items() if k in app_vars - {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}}
 
 
 def profile_lines(settings: Settings) -> list[str]:
