@@ -58,7 +58,10 @@ def test_a_cold_restart_without_exports_keeps_the_profile_the_key_and_the_mode()
             assert stat.S_IMODE(config.var_dir.stat().st_mode) == 0o700
         uri = read_env_file(config.env_file)["MONGODB_URI"]
         assert_database_needs_the_fleets_user(config, uri)
-        assert script("stop", bare).returncode == 0
+        # The other scripts, in the same shell (FLEET_ENV=production still exported, no key): the env file's key.
+        status = script("status", env)
+        assert status.returncode == 0 and "1 of 1 ready" in status.stdout, status.stdout + status.stderr
+        assert script("stop", env).returncode == 0
 
         # As after a reboot: no FLEET_ENV, no FLEET_DB_MODE, no key in the environment.
         second = script("run", bare)
