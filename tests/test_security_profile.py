@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import resource
 import select
 import socket
 import sys
@@ -102,6 +103,21 @@ SLOW_CONNECTIONS = 4_500
 CLIENT_CONNECTIONS = 32  # limit_conn client_conn in deploy/nginx.conf
 
 
+@pytest.fixture
+def many_descriptors():
+    """Room for SLOW_CONNECTIONS sockets in this process (a CI machine's soft limit may be 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = SLOW_CONNECTIONS + 500
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"the hard limit on open files ({hard}) is below the {needed} this test needs")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("many_descriptors")
 def test_slow_bodies_from_one_address_leave_another_address_served(production_fleet):
     host, port = raw_http.address(production_fleet.url)
     head = b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nX"
