@@ -137,7 +137,7 @@ def up(
         public_port = rolling.nginx_port(config.var_dir / "nginx.conf")
     else:
         check_ports(config)
-        privileges.prepare(config, log)  # the programs' own account (README "Security")
+        config = privileges.prepare(config, log)  # the programs' own account (README "Security")
         if config.db_auth and not config.db_password:
             config = dataclasses.replace(config, db_password=dbauth.new_password())
         config.write_runtime_files()

@@ -6,12 +6,15 @@ supervisord's `user=`. Run as an ordinary user, everything runs as that user, an
 programs create is owner-only (supervisord's `umask = 077`), the env file 0600.
 
 An account other than root's own may not be able to read the checkout: a clone under /root (0700), or a venv whose
-interpreter lives there (pyenv). `check_readable` runs the programs' imports as that account first and, when they
-fail, says what to do; nothing is started.
+interpreter lives there (pyenv). `check_readable` runs the programs' imports as that account first. When they fail,
+a production fleet (or one whose FLEET_USER was given) is refused with what to do, and nothing is started; a
+development fleet with no FLEET_USER given runs as root with a warning that says the same, so that the README's first
+command works from any fresh clone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -33,15 +36,16 @@ def drops_privileges(config: FleetConfig) -> bool:
     return os.geteuid() == 0 and config.run_user != "root"
 
 
-def prepare(config: FleetConfig, log=print) -> None:
-    """Create the account if needed (root only) and check it can run this checkout; AccountError if not."""
+def prepare(config: FleetConfig, log=print) -> FleetConfig:
+    """Create the account if needed (root only) and check it can run this checkout: the config to start with (with
+    FLEET_USER=root for a development fleet its account cannot run, see the module); AccountError if refused."""
     if config.user and os.geteuid() != 0 and config.run_user != pwd.getpwuid(os.geteuid()).pw_name:
         raise AccountError(
             f"FLEET_USER={config.user}: only root can run the fleet as another account; unset FLEET_USER to run it "
             f"as yourself"
         )
     if not drops_privileges(config):
-        return
+        return config
     if not account_exists(config.run_user):
         create_account(config.run_user)
         log(f"created system user {config.run_user} for the fleet's programs (FLEET_USER to choose another)")
@@ -50,7 +54,21 @@ def prepare(config: FleetConfig, log=print) -> None:
             f"FLEET_PORT={config.port}: nginx runs as {config.run_user} and cannot listen below {PRIVILEGED_PORTS}; "
             f"use a port of 1024 or more behind your load balancer, or FLEET_USER=root (no privilege drop)"
         )
-    check_readable(config)
+    try:
+        check_readable(config)
+    except AccountError as exc:
+        chosen = bool(os.environ.get("FLEET_USER", "").strip())
+        if chosen or config.app_env.get("FLEET_ENV", "").strip() == "production":
+            raise
+        log(
+            f"warning: {exc}".replace(
+                "Nothing was started. Either",
+                "Running every program as root instead, as a "
+                "development fleet may (production refuses). To drop privileges, either",
+            )
+        )
+        return dataclasses.replace(config, user="root")
+    return config
 
 
 def account_exists(name: str) -> bool:

@@ -73,6 +73,26 @@ def test_scripts_run_as_root_refuses_a_checkout_its_account_cannot_read(fleet_ac
         shutil.rmtree(config.var_dir, ignore_errors=True)
 
 
+def test_a_development_fleet_whose_account_cannot_read_the_checkout_runs_as_root_with_a_warning(fleet_account):
+    # The README's first command must work from a fresh clone anywhere (a clone under /root included): a development
+    # fleet falls back to root and says how to drop privileges; production (or an explicit FLEET_USER) refuses.
+    if readable_by(fleet_account, sys.executable, ROOT):
+        pytest.skip(f"{fleet_account} can read this checkout and its venv: nothing to fall back from")
+    config = fleet_config("async", 1, prefix="security-fallback-")
+    env = {key: value for key, value in script_env(config).items() if key != "FLEET_USER"}
+    try:
+        result = subprocess.run([str(ROOT / "scripts" / "run")], env=env, capture_output=True, text=True, timeout=120)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert f"warning: the fleet's account {fleet_account} cannot run this checkout" in output
+        assert "Running every program as root instead" in output
+        apps = [p for p in Supervisor(config.socket).processes() if p["group"] == "app"]
+        assert apps and all(pwd.getpwuid(os.stat(f"/proc/{p['pid']}").st_uid).pw_name == "root" for p in apps)
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "stop")], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(config.var_dir, ignore_errors=True)
+
+
 def readable_checkout(user: str, workdir: Path) -> tuple[str, Path]:
     """(python, checkout) that `user` can run: this venv and checkout when it can, else copies in `workdir`."""
     if readable_by(user, sys.executable, ROOT):
