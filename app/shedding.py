@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import select
 import socket
 import struct
@@ -59,6 +60,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fleet.shedding")
 
+# How long one callback must hold the loop, seen by two calls of the shedder, before it sheds (after the watchdog's
+# threshold): what tells a blocking call from an overloaded loop running many short callbacks.
+HOLD_CONFIRM = 0.05
+ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 # Bytes of a buffered request looked at to find its request line (method and path).
 REQUEST_LINE_BYTES = 512
 # What nginx passes to another process after the connection failed, whatever it had sent; handlers of these methods
@@ -101,17 +106,39 @@ class StallShedder:
         self._exempt: weakref.WeakSet[tornado.web.RequestHandler] = weakref.WeakSet()
         self._peer_checked = -PEER_RECHECK
         self._peer_ready = True  # until a check says otherwise (only a change is logged)
+        # The callback holding the loop at the last call, the loop's I/O count then, and since when
+        # (see `_held_by_one_callback`).
+        self._holder = None
+        self._holder_io = -1
+        self._held_since = 0.0
 
     def __call__(self) -> None:
         """Shed what is safe to shed now (called from the watchdog thread, again and again while a stall lasts)."""
         # The blocking handler is on the loop's stack only while it blocks: note it before anything slow.
         self._note_running()
+        if not self._held_by_one_callback():
+            return
         if not self._peer_available() or not self.is_stalled():
             return  # the peer check can take PEER_TIMEOUT per peer: the stall may be over by now
         shed = self._shed_in_flight() + self._shed_arrivals()
         if shed:
             self.shed += shed
             log.warning("event loop stalled: closed %d waiting GET/HEAD request(s) for nginx to retry elsewhere", shed)
+
+    def _held_by_one_callback(self) -> bool:
+        """True once one callback has held the loop for HOLD_CONFIRM with no read or write on any connection: a
+        blocking call. An overloaded loop also lags past the watchdog's threshold, but runs one short callback
+        after another, reading and writing; shedding then would only bounce requests between busy processes until
+        nginx runs out of tries (a 512-client burst on a saturated machine turned 475 of 1,200 requests into 502s
+        that way). The callback is the outermost frame the event loop called on the loop thread, kept here (not
+        its id) so that a new frame cannot pass for it."""
+        root = callback_root(self.loop_thread_id)
+        io = ShedGuard.io
+        now = time.monotonic()
+        if root is None or root is not self._holder or io != self._holder_io:
+            self._holder, self._holder_io, self._held_since = root, io, now
+            return False
+        return now - self._held_since >= HOLD_CONFIRM
 
     def _peer_available(self) -> bool:
         now = time.monotonic()
@@ -254,6 +281,10 @@ class ShedGuard:
     `read_from_fd` and `write`, so each of them takes the lock (uncontended: well under a microsecond) and each read
     is counted."""
 
+    # Reads and writes on every connection of the process (on the loop thread): a loop that does any is not held by
+    # one blocking callback.
+    io = 0
+
     def __init__(self, stream: tornado.iostream.IOStream):
         self.lock = threading.Lock()
         self.reads = 0
@@ -264,10 +295,12 @@ class ShedGuard:
         def guarded_read(buf):
             with self.lock:
                 self.reads += 1
+                ShedGuard.io += 1
                 return read(buf)
 
         def guarded_write(data, *args, **kwargs):
             with self.lock:
+                ShedGuard.io += 1
                 return write(data, *args, **kwargs)
 
         stream.read_from_fd = guarded_read  # type: ignore[method-assign]
@@ -318,6 +351,18 @@ def sheddable(handler: tornado.web.RequestHandler) -> bool:
         and not handler._headers_written
         and not handler._finished
     )
+
+
+def callback_root(thread_id: int):
+    """The outermost Python frame of the callback the event loop is running on `thread_id` (None if it is idle in
+    the loop itself): the frame just inside the loop's own code (asyncio's modules; uvloop's loop is C)."""
+    frame = sys._current_frames().get(thread_id)
+    root = None
+    while frame is not None and not frame.f_code.co_filename.startswith(ASYNCIO_DIR):
+        root = frame
+        frame = frame.f_back
+    del frame
+    return root
 
 
 def running_handler(thread_id: int) -> tornado.web.RequestHandler | None:

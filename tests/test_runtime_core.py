@@ -93,6 +93,31 @@ def peer_answers(monkeypatch):
     monkeypatch.setattr(shedding, "answers_health_check", lambda peer: True)
 
 
+def during_stall(shed, loop_io: bool = False) -> None:
+    """What the watchdog does while a stall lasts: call the shedder again and again (here twice, HOLD_CONFIRM
+    apart). `loop_io`: the loop reads or writes meanwhile, as an overloaded (not blocked) loop does."""
+    shed()
+    time.sleep(1.5 * shedding.HOLD_CONFIRM)
+    if loop_io:
+        shedding.ShedGuard.io += 1
+    shed()
+
+
+def test_an_overloaded_loop_that_still_reads_and_writes_is_not_shed(peer_answers):
+    # Lag past the threshold with I/O going on is overload, not a blocking call: shedding would bounce requests
+    # between busy processes until nginx gives up.
+    async def scenario():
+        stalled = [True]
+        get, get_peer = kept_alive(b"GET /db HTTP/1.1\r\nHost: app\r\n\r\n")
+        shed = shedder_for([], stalled, streams=[get])
+        thread = threading.Thread(target=during_stall, args=(shed, True))
+        thread.start()
+        thread.join()
+        assert not was_shed(get_peer) and shed.shed == 0
+
+    asyncio.run(scenario())
+
+
 def shedder_for(handlers, stalled, streams=()):
     return shedding.StallShedder(
         server=_Server(streams),
@@ -129,7 +154,7 @@ def test_on_kept_alive_connections_a_waiting_get_is_shed_but_a_post_an_idle_one_
         post, post_peer = kept_alive(b"POST /api/notes HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
         idle, idle_peer = kept_alive()
         shed = shedder_for([], stalled, streams=[get, head, writes, post, idle])
-        thread = threading.Thread(target=shed)
+        thread = threading.Thread(target=during_stall, args=(shed,))
         thread.start()
         thread.join()
         assert was_shed(get_peer)
@@ -186,7 +211,7 @@ def test_the_blocking_request_is_never_shed_even_after_it_moves_on_to_an_await(p
         blocker, blocker_peer = make_handler(Blocker)
         waiting, waiting_peer = make_handler(Blocker)
         shed = shedder_for([blocker, waiting], stalled)
-        blocker.block_while(shed)
+        blocker.block_while(lambda: during_stall(shed))
         assert was_shed(waiting_peer)
         assert not was_shed(blocker_peer)
         # The blocking handler now awaits (off the stack) with no response started; a later stall must not shed it.
