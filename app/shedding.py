@@ -22,6 +22,7 @@ The stall can end while the shedder is deciding: the loop then reads and writes 
 connection's `ShedGuard` makes the shedder's last look and its shutdown one step for the loop: the loop takes the
 guard's lock for every read and write on the connection, the shedder holds it while it checks again (the response
 not started, no read since it looked, nothing buffered) and shuts the connection down.
+
 Only GET and HEAD are shed. nginx does not pass a request it has sent with POST, LOCK or PATCH to another
 process (the client would get a 502); it does resend the other methods, DELETE and PUT included, but this app
 sheds only the two that handlers must keep idempotent. GET and HEAD are run again: nginx already replays them on
@@ -29,6 +30,10 @@ another process when a process dies mid-request. That is the contract: a GET han
 must not be run twice, and opts out with the class attribute `shed_on_stall = False`. A handler that was running
 (say, awaiting the database) finishes after the stall into a closed connection; Tornado treats that like a client
 that went away.
+
+Only for a blocking call: one callback holding the loop, with no read or write on any connection, for HOLD_CONFIRM
+past the watchdog's threshold. An overloaded loop lags as much but keeps doing I/O; shedding its requests would only
+bounce them between busy processes until nginx runs out of tries.
 
 Only when another process can take the requests: before shedding, it asks the other processes of the fleet
 (FLEET_APP_PORTS) for /healthz with a short timeout, and sheds only if one answers. When every process is stalled
