@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="instead: the fleet side by side with plain Tornado (same N, same database), requests/s and CPU µs per "
         "request per layer; one mode (the first of --modes, default async), N from --procs (default 2); writes "
-        "compare.md, compare.json, compare.png (~6 min; --features adds a fleet per feature turned off, ~+4 min)",
+        "compare-MODE.md, .json and .png (~6 min; --features adds a fleet per feature turned off, ~+5 min)",
     )
     parser.add_argument("--rounds", type=positive, help="--compare: alternating rounds per endpoint (default 5)")
     parser.add_argument("--features", action="store_true", help="--compare: also price each feature (see --compare)")
