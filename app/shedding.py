@@ -234,9 +234,10 @@ class StallShedder:
         catches a request there)."""
         idle: dict[int, tuple[ShedGuard, int]] = {}
         shed = 0
+        serving = self._streams_served()
         for stream in list(self.server.streams):
             guard = getattr(stream, "shed_guard", None)
-            if guard is None or stream.closed() or self._serving(stream):
+            if guard is None or stream.closed() or stream in serving:
                 continue
             if guard.buffered():
                 shed += self._shed_buffered(guard)
@@ -247,8 +248,9 @@ class StallShedder:
                 continue
         return idle, shed
 
-    def _serving(self, stream) -> bool:
-        return any(getattr(h.request.connection, "stream", None) is stream for h in list(self.in_flight))
+    def _streams_served(self) -> set:
+        """The connections a handler in flight is serving (one pass over the in-flight set)."""
+        return {getattr(h.request.connection, "stream", None) for h in list(self.in_flight)}
 
     def _shed_buffered(self, guard: ShedGuard) -> int:
         """Shut down a connection whose read but unparsed request is a GET or HEAD that its handler lets be sent
@@ -259,7 +261,7 @@ class StallShedder:
             return 0
 
         def untouched() -> bool:
-            return guard.buffered_head() == head and not self._serving(guard.stream)
+            return guard.buffered_head() == head and guard.stream not in self._streams_served()
 
         return int(self.is_stalled() and guard.shut_down_if(untouched))
 

@@ -39,6 +39,7 @@ from fleet.bench.errors import BenchError
 from fleet.bench.machine import command_version
 from fleet.bench.report import replace_readme_block
 from fleet.bench.stats import percentile
+from fleet.bench.tuning import NO_KEEPALIVE_EDITS
 from fleet.config import ROOT, FleetConfig, nginx_binary
 from fleet.openloop import HttpConnection, Sample, run_load
 from fleet.supervisor import Supervisor
@@ -99,10 +100,7 @@ SHIPPED = "least_conn"
 def variants() -> dict[str, Variant]:
     """The nginx options compared: deploy/nginx.conf as shipped, or with the changes named."""
     # The first version's upstream: a new connection to a process for every request.
-    no_keepalive = (
-        Edit(r"^[ \t]*keepalive \d+;\n", ""),
-        Edit(r"^([ \t]*)proxy_http_version 1.1;\n", r"\1proxy_http_version 1.0;\n"),
-    )
+    no_keepalive = tuple(Edit(pattern, replacement) for pattern, replacement in NO_KEEPALIVE_EDITS)
     timeout_everywhere = (
         Edit(r"^([ \t]*)proxy_next_upstream error;$", r"\1proxy_next_upstream error timeout;"),
         Edit(r"^([ \t]*)proxy_read_timeout 30s;$", rf"\1proxy_read_timeout {FAST_READ_TIMEOUT};"),

@@ -181,7 +181,7 @@ def summary(results: dict, variant: str, endpoint: str) -> dict | None:
     runs = runs_of(results, variant, endpoint)
     if not runs:
         return None
-    measured = [r for r in runs if served_us(r) is not None] or runs[:0]
+    measured = [r for r in runs if served_us(r) is not None]
     layers = {layer for r in measured for layer in r["cpu_us"]}
     return {
         "rps": statistics.median(r["rps"] for r in runs),

@@ -22,26 +22,27 @@ PROC = Path("/proc")
 LAYERS = ("nginx", "app", "db", "wrk")
 
 
-def cpu_seconds(pid: int, proc: Path = PROC) -> float:
-    """User + system CPU seconds of one process so far (0 if it is gone)."""
+def stat_fields(pid: int, proc: Path = PROC) -> list[str]:
+    """/proc/PID/stat's fields from the third on (state, ppid, ...); empty if the process is gone."""
     try:
         stat = (proc / str(pid) / "stat").read_text()
     except OSError:
-        return 0.0
+        return []
     # The command name (field 2) may hold spaces and parentheses: split after its closing parenthesis.
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+    return stat.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, proc: Path = PROC) -> float:
+    """User + system CPU seconds of one process so far (0 if it is gone)."""
+    return fields_cpu_seconds(stat_fields(pid, proc))
+
+
+def fields_cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU seconds (utime and stime, stat fields 14 and 15) from `stat_fields`' list."""
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND if fields else 0.0
 
 
 ALIVE = "_alive"
-
-
-def start_time(pid: int, proc: Path = PROC) -> int:
-    """When the process started (clock ticks since boot; /proc/PID/stat field 22); -1 if it is gone."""
-    try:
-        return int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return -1
 
 
 def children_cpu_seconds() -> float:
@@ -54,11 +55,8 @@ def child_pids(parent: int, proc: Path = PROC) -> list[int]:
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
+        fields = stat_fields(int(entry.name), proc)
+        if fields and int(fields[1]) == parent:
             found.append(int(entry.name))
     return found
 
@@ -88,11 +86,19 @@ class Layers:
     pids: Mapping[str, tuple[int, ...]]
 
     def snapshot(self) -> dict[str, float]:
-        taken = {layer: sum(cpu_seconds(pid) for pid in pids) for layer, pids in self.pids.items()}
+        taken: dict[str, float] = {}
+        alive = set()
+        for layer, pids in self.pids.items():
+            taken[layer] = 0.0
+            for pid in pids:
+                fields = stat_fields(pid)
+                if fields:
+                    taken[layer] += fields_cpu_seconds(fields)
+                    # With its start time (stat field 22), so that a reused pid is told apart.
+                    alive.add((pid, int(fields[19])))
         taken["wrk"] = children_cpu_seconds()
-        # Which processes were there (pid and start time, so a reused pid is told apart), to tell a run whose
-        # processes changed.
-        taken[ALIVE] = hash(frozenset((pid, start_time(pid)) for pids in self.pids.values() for pid in pids))
+        # Which processes were there, to tell a run whose processes changed.
+        taken[ALIVE] = hash(frozenset(alive))
         return taken
 
 

@@ -30,10 +30,19 @@ APP_ENDPOINTS = ("db", "queries")
 TUNE_PROCS = 2
 
 
+# (pattern, replacement) pairs, each applied once with re.M, that turn the shipped upstream keep-alive off: also
+# scripts/blast-radius's `no-keepalive` option.
+NO_KEEPALIVE_EDITS = (
+    (r"^[ \t]*keepalive \d+;\n", ""),
+    (r"^([ \t]*)proxy_http_version 1.1;$", r"\1proxy_http_version 1.0;"),
+)
+
+
 def no_upstream_keepalive(conf: str) -> str:
     """The first version's upstream: a new TCP connection (and a new Tornado connection object) per request."""
-    conf = re.sub(r"^[ \t]*keepalive \d+;\n", "", conf, count=1, flags=re.M)
-    return re.sub(r"^([ \t]*)proxy_http_version 1.1;", r"\1proxy_http_version 1.0;", conf, flags=re.M)
+    for pattern, replacement in NO_KEEPALIVE_EDITS:
+        conf = re.sub(pattern, replacement, conf, count=1, flags=re.M)
+    return conf
 
 
 def worker_processes(count: str) -> Callable[[str], str]:
