@@ -98,18 +98,21 @@ def test_duplicate_key_is_the_drivers_error(mode, mongo_uri, db_name):
         run_with_store(mode, mongo_uri, db_name, scenario)
 
 
-def test_unreachable_database_fails_fast_with_an_unavailable_error(mode, db_name):
-    async def scenario(store):
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(DATABASE_UNAVAILABLE):
-            await store.find_one("c", {"_id": 1})
-        return loop.time() - started
+# Port 9 (discard) on loopback: nothing listens, connections are refused.
+DEAD_DATABASE = "mongodb://127.0.0.1:9/?retryWrites=false"
 
-    # Port 9 (discard) on loopback: nothing listens, connections are refused.
-    elapsed = run_with_store(
-        mode, "mongodb://127.0.0.1:9/?retryWrites=false", db_name, scenario, FLEET_DB_TIMEOUT_MS="300"
-    )
+
+async def seconds_to_fail(store) -> float:
+    """How long a read of a dead database takes to raise the unavailable error."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(DATABASE_UNAVAILABLE):
+        await store.find_one("c", {"_id": 1})
+    return loop.time() - started
+
+
+def test_unreachable_database_fails_fast_with_an_unavailable_error(mode, db_name):
+    elapsed = run_with_store(mode, DEAD_DATABASE, db_name, seconds_to_fail, FLEET_DB_TIMEOUT_MS="300")
     assert elapsed < 5
 
 
@@ -209,15 +212,5 @@ def test_server_known_follows_the_drivers_view(mode, mongo_uri, db_name):
 def test_a_dead_database_costs_a_request_the_selection_timeout_not_its_deadline(mode, db_name):
     # A request's deadline (10 s here) would replace serverSelectionTimeoutMS inside pymongo.timeout; the guard
     # caps it while no server is known, so the failure is as fast as without a deadline.
-    @in_request(10)
-    async def scenario(store):
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(DATABASE_UNAVAILABLE):
-            await store.find_one("c", {"_id": 1})
-        return loop.time() - started
-
-    elapsed = run_with_store(
-        mode, "mongodb://127.0.0.1:9/?retryWrites=false", db_name, scenario, FLEET_DB_TIMEOUT_MS="300"
-    )
+    elapsed = run_with_store(mode, DEAD_DATABASE, db_name, in_request(10)(seconds_to_fail), FLEET_DB_TIMEOUT_MS="300")
     assert elapsed < 5
