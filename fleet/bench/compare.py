@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import statistics
 import sys
 from collections.abc import Callable
@@ -94,6 +95,8 @@ def run(plan: ComparePlan, progress: Callable[[str], None] | None = None) -> dic
                 measure_endpoint(plan, endpoint, targets, pipeline, progress=progress, found=results["runs"])
     except (wrk.WrkError, RuntimeError, OSError) as exc:
         raise BenchError(str(exc), partial=results if results["runs"] else None) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the database files and logs, as runner.run does
     return results
 
 

@@ -46,7 +46,9 @@ def run(plan: ProfilePlan, out: Path, progress=print) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     folder = short_tmp_dir("profile-")
     svg, raw = out / f"profile-{plan.endpoint}.svg", folder / "profile.txt"
+    # The folder (database files, logs, the raw profile) goes when the stack unwinds, also on an error.
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, folder, ignore_errors=True)
         progress("starting the embedded database and a fleet")
         db_uri = stack.enter_context(embedded_db(folder / "db", folder))
         config = stack.enter_context(booted_fleet(plan.mode, None, plan.procs, db_uri))
@@ -64,10 +66,9 @@ def run(plan: ProfilePlan, out: Path, progress=print) -> list[Path]:
                     raise BenchError(f"py-spy failed: {(done.stderr or done.stdout).strip()[-500:]}")
             finally:
                 load.wait(plan.seconds + 30)
-    text = summary_markdown(raw.read_text(), plan)
+        text = summary_markdown(raw.read_text(), plan)
     md = out / f"profile-{plan.endpoint}.md"
     md.write_text(text)
-    shutil.rmtree(folder, ignore_errors=True)
     print(text)
     return [svg, md]
 
