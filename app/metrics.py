@@ -39,6 +39,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from app import addresses
+from app.addresses import Address
 from app.lifecycle import close_connections
 
 log = logging.getLogger("fleet.metrics")
@@ -47,6 +49,8 @@ log = logging.getLogger("fleet.metrics")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The request rate the status page shows is averaged over this many seconds.
 RATE_WINDOW = 10
+# Scrapers and the status page: a handful of connections at most.
+METRICS_BACKLOG = 128
 
 
 class Metrics:
@@ -373,22 +377,22 @@ def make_metrics_app(metrics: Metrics) -> tornado.web.Application:
     )
 
 
-def listen(metrics: Metrics, host: str, port: int) -> tornado.httpserver.HTTPServer | None:
-    """Serve `metrics` on host:port; None (and an error in the log) if the port is taken or out of range.
+def listen(metrics: Metrics, address: Address) -> tornado.httpserver.HTTPServer | None:
+    """Serve `metrics` at `address`; None (and an error in the log) if it is taken or out of range.
 
     A taken metrics port must not keep the app from serving: the process runs on, without metrics.
     """
-    if not 0 < port <= 65535:
+    if isinstance(address, tuple) and not 0 < address[1] <= 65535:
         # getaddrinfo would wrap it silently onto some other port.
-        log.error("metrics not served: port %d (app port + FLEET_METRICS_PORT_OFFSET) is out of range", port)
+        log.error("metrics not served: port %d (app port + FLEET_METRICS_PORT_OFFSET) is out of range", address[1])
         return None
     server = tornado.httpserver.HTTPServer(make_metrics_app(metrics))
     try:
-        server.listen(port, address=host)
+        server.add_sockets(addresses.bind(address, METRICS_BACKLOG))
     except OSError as exc:
-        log.error("metrics not served: cannot listen on %s:%d: %s", host, port, exc)
+        log.error("metrics not served: cannot listen on %s: %s", addresses.describe(address), exc)
         return None
-    log.info("metrics on http://%s:%d/metrics", host, port)
+    log.info("metrics on %s/metrics", addresses.url(address))
     return server
 
 

@@ -15,7 +15,7 @@ import sys
 
 import tornado.ioloop
 
-from app import logs, metrics
+from app import addresses, logs, metrics
 from app.blocking import BlockingPool
 from app.early_errors import JsonErrorsHTTPServer
 from app.lifecycle import Lifecycle
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings, args.port))
     except OSError as exc:
-        log.error("cannot serve on %s:%d: %s", settings.host, args.port, exc)
+        log.error("cannot serve on %s: %s", addresses.describe(settings.app_address(args.port)), exc)
         return 3  # supervisord does not restart this exit (exitcodes in deploy/supervisord.conf)
     return 0
 
@@ -101,19 +101,29 @@ async def serve(settings: Settings, port: int) -> None:
     try:
         # Backlog 4096, not Tornado's 128: a burst of 512 new connections from nginx overflowed 128 and nginx's
         # connect timed out (504); the kernel caps it at net.core.somaxconn (4096 here; README "Overload").
-        server.listen(port, address=settings.host, backlog=LISTEN_BACKLOG)
-        peers = [(settings.host, other) for other in settings.fleet_ports(port) if other != port]
+        address = settings.app_address(port)
+        server.add_sockets(addresses.bind(address, LISTEN_BACKLOG))
+        # FLEET_HOST may be 0.0.0.0: the peers are asked on loopback, like nginx asks them.
+        peers = [
+            addresses.app_address(settings.socket_dir, "127.0.0.1", other)
+            for other in settings.fleet_ports(port)
+            if other != port
+        ]
         if settings.stall_shedding and settings.watchdog_ms and peers:
             # Alone, a process has no one to pass requests to: nginx would answer 502 instead of waiting.
             watchdog.on_stall = StallShedder(
                 server, server.listening, app.settings["in_flight"], lambda: watchdog.stalled, peers
             )
-        if process_metrics is not None and settings.metrics_port_offset:
-            metrics_server = metrics.listen(process_metrics, settings.host, port + settings.metrics_port_offset)
+        metrics_address = settings.metrics_address(port)
+        if process_metrics is not None and metrics_address is not None:
+            metrics_server = metrics.listen(process_metrics, metrics_address)
             if metrics_server is None and settings.env == "production":  # taken: whoever holds it is not us
-                raise OSError(f"metrics port {port + settings.metrics_port_offset} not served (README Security)")
+                raise OSError(f"metrics listener {addresses.describe(metrics_address)} not served (README Security)")
         log.info(
-            "listening on %s:%d, db_mode=%s, event_loop=%s", settings.host, port, settings.db_mode, settings.event_loop
+            "listening on %s, db_mode=%s, event_loop=%s",
+            addresses.describe(address),
+            settings.db_mode,
+            settings.event_loop,
         )
         await stop.wait()
         log.info("stopping")

@@ -20,6 +20,9 @@ from pathlib import Path
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 
+from app import addresses
+from app.addresses import Address
+
 DB_MODES = ("motor", "threads", "async")
 ENVIRONMENTS = ("development", "production")
 # The addresses an app process may bind: nginx's upstream is always 127.0.0.1 (fleet/config.py rewrites only ports).
@@ -48,6 +51,8 @@ MAX_REQUEST_TIMEOUT_MS = 29_000
 # throughput falls from ~2,000 to ~140 ops/s after 10,000 writes. Real mongod does not need this.
 EMBEDDED_URI_OPTIONS = "retryWrites=false"
 DEFAULT_DB_PORT = 27018
+# Linux's limit for a unix socket's path, its terminating NUL included (sockaddr_un.sun_path).
+SUN_PATH_MAX = 108
 
 
 def embedded_uri(port: int) -> str:
@@ -128,9 +133,14 @@ class Settings:
     # it, so nginx passes them to another process at once (app/shedding.py). Only when another process of
     # FLEET_APP_PORTS answers: alone, or when every process is stalled, there is nowhere else to go.
     stall_shedding: bool = True
-    # Each process serves Prometheus metrics on its own port, app port + this offset, on FLEET_HOST (never
-    # through nginx's public port); 0 turns that listener off, and the status page then shows no loop or pool data.
+    # Each process serves Prometheus metrics on its own listener (never through nginx's public port): on a unix
+    # socket next to its app socket, which nginx serves on 127.0.0.1 at app port + this offset for Prometheus, or,
+    # without a socket folder, on FLEET_HOST at that port itself; 0 turns the listener off, and the status page then
+    # shows no loop or pool data.
     metrics_port_offset: int = 1000
+    # The folder of the processes' unix sockets (app/addresses.py), written by scripts/run as var/run (0700, the
+    # fleet's account only; FLEET_APP_LISTEN=tcp leaves it empty); empty: listen on FLEET_HOST:PORT instead.
+    socket_dir: str = ""
     # The fleet status page (/status, /status.json through nginx); off hides both (404).
     status_page: bool = True
     # Every app port of the fleet, comma-separated, so the process serving /status knows whom to ask. Written by
@@ -241,6 +251,14 @@ class Settings:
         _require(self.event_loop in EVENT_LOOPS, "FLEET_EVENT_LOOP", f"must be one of {', '.join(EVENT_LOOPS)}")
         _require(self.watchdog_ms == 0 or self.watchdog_ms >= 10, "FLEET_WATCHDOG_MS", "must be 0 (off) or at least 10")
         _require(0 <= self.metrics_port_offset < 65535, "FLEET_METRICS_PORT_OFFSET", "must be between 0 and 65534")
+        # A unix socket's path must fit sun_path (108 bytes with its NUL): the longest is app-65535.metrics.sock.
+        _require(
+            len(os.fsencode(os.path.join(self.socket_dir, "app-65535.metrics.sock"))) < SUN_PATH_MAX
+            or not self.socket_dir,
+            "FLEET_SOCKET_DIR",
+            f"too long for a unix socket's path (at most {SUN_PATH_MAX - 24} bytes); use a shorter FLEET_VAR_DIR",
+        )
+        _require(not self.socket_dir or os.path.isabs(self.socket_dir), "FLEET_SOCKET_DIR", "must be an absolute path")
         try:
             self.fleet_ports(0)
         except ValueError:
@@ -269,6 +287,14 @@ class Settings:
         if any(not 1 <= port <= 65535 for port in ports):
             raise ValueError(self.app_ports)
         return ports or [own_port]
+
+    def app_address(self, port: int) -> Address:
+        """Where process `port` serves requests (app/addresses.py)."""
+        return addresses.app_address(self.socket_dir, self.host, port)
+
+    def metrics_address(self, port: int) -> Address | None:
+        """Where process `port` serves its metrics; None without a metrics listener."""
+        return addresses.metrics_address(self.socket_dir, self.host, port, self.metrics_port_offset)
 
     def _validate_production(self) -> None:
         key = self.secret_key.strip()
