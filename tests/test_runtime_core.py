@@ -281,7 +281,7 @@ def test_every_coroutine_method_of_the_store_is_timed_and_its_errors_counted():
 
 
 def test_a_metrics_port_out_of_range_is_not_served(caplog):
-    assert metrics.listen(metrics.Metrics(mode="async", port=65000), "127.0.0.1", 65000 + 1000) is None
+    assert metrics.listen(metrics.Metrics(mode="async", port=65000), ("127.0.0.1", 65000 + 1000)) is None
     assert "out of range" in caplog.text
 
 
