@@ -200,6 +200,16 @@ def script_env(config: FleetConfig) -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def booted(config: FleetConfig) -> Iterator[Supervisor]:
+    """`launcher.up(config)` for the duration of the block (yields its Supervisor); the fleet is stopped and its
+    folder removed on the way out, also when it failed to come up."""
+    try:
+        yield launcher.up(config, log=lambda *_: None)
+    finally:
+        stop_fleet(config)
+
+
 def stop_fleet(config: FleetConfig) -> None:
     """Stop a fleet started with `launcher.up` and remove its folder, killing by PID whatever hangs."""
     supervisor = Supervisor(config.socket)
