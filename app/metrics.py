@@ -1,8 +1,9 @@
-"""Per-process metrics in the Prometheus text format (prometheus_client), served on the process's own port.
+"""Per-process metrics in the Prometheus text format (prometheus_client): what is measured, and how it is counted.
 
 Each app process creates one `Metrics` in `app.server` (inside the loop; nothing happens at import) with its
-own `CollectorRegistry`, and serves it at ``http://FLEET_HOST:(port + FLEET_METRICS_PORT_OFFSET)/metrics``,
-never through nginx, so Prometheus sees each process separately (see README, "Observing the fleet").
+own `CollectorRegistry`; app.metrics_listener serves it on the process's own metrics listener, never through nginx,
+so Prometheus sees each process separately (see README, "Observing the fleet"). Who observes: app.web.log_request
+(each request), app.store.guard (each Store operation), app.admission.refusal (each refusal).
 
 What the hot path pays: a few integer additions per request and per database call (`Counts`: a count, a sum of
 seconds and a latency bucket), turned into Prometheus counters and histograms only when scraped; prometheus_client's
@@ -14,19 +15,12 @@ already keep it, only when scraped. All of it runs on the loop thread, so nothin
 from __future__ import annotations
 
 import bisect
-import collections
-import inspect
 import itertools
-import logging
 import os
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-import tornado.httpserver
 import tornado.web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -39,18 +33,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from app import addresses
-from app.addresses import Address
-from app.lifecycle import close_connections
-
-log = logging.getLogger("fleet.metrics")
-
 # Seconds. From a cached /plaintext (well under 1 ms) to the slowest legitimate call (tens of seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# The request rate the status page shows is averaged over this many seconds.
-RATE_WINDOW = 10
-# Scrapers and the status page: a handful of connections at most.
-METRICS_BACKLOG = 128
 
 
 class Metrics:
@@ -96,7 +80,6 @@ class Metrics:
         self.db_operations: dict[str, list] = {}
         self.requests_total = 0
         self.db_in_flight = 0
-        self._rate_samples: collections.deque[tuple[float, int]] = collections.deque(maxlen=RATE_WINDOW + 1)
         self._app_settings: dict | None = None
         self.registry.register(_LiveCollector(self))
 
@@ -129,83 +112,20 @@ class Metrics:
         if error is not None:
             self._db_errors.labels(operation, type(error).__name__).inc()
 
-    # -- read by the status page ------------------------------------------------------------------------------
-
-    def sample_rate(self) -> None:
-        """Called once a second (a PeriodicCallback in app.server): one point of the request-rate window."""
-        self._rate_samples.append((time.monotonic(), self.requests_total))
-
-    def requests_per_second(self) -> float:
-        if len(self._rate_samples) < 2:
-            return 0.0
-        (t0, n0), (t1, n1) = self._rate_samples[0], self._rate_samples[-1]
-        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def snapshot(self) -> dict:
-        """This process in one JSON-able dict: what /status shows for it. No settings, so no secrets."""
-        app = self._app_settings or {}
-        lifecycle = app.get("lifecycle")
-        watchdog = app.get("watchdog")
-        return {
-            "pid": os.getpid(),
-            "port": self.port,
-            "mode": self.mode,
-            "started_at": self.started_at,
-            "uptime_s": round(time.time() - self.started_at, 1),
-            "draining": bool(lifecycle and lifecycle.draining),
-            "in_flight": lifecycle.in_flight if lifecycle else 0,
-            "requests_total": self.requests_total,
-            "requests_per_s": round(self.requests_per_second(), 1),
-            "refused_total": self.refused_total,
-            "db_in_flight": self.db_in_flight,
-            "loop": loop_stats(watchdog),
-            "pools": pool_stats(app),
-        }
-
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def loop_stats(watchdog) -> dict | None:
-    if watchdog is None:
-        return None
-    return {
-        "lag_ms": round(1000 * watchdog.current_lag, 1),
-        "max_lag_ms": round(1000 * watchdog.max_lag, 1),
-        "stalls": watchdog.stalls,
-    }
-
-
 def pool_stats(app_settings: dict) -> dict[str, dict]:
-    """Thread pools of this process: `blocking` (app.blocking) and `db` (threads mode's pool or Motor's)."""
+    """Thread pools of this process: `blocking` (app.blocking) and `db` (the store's own, if it has one)."""
     pools = {}
     blocking = app_settings.get("blocking")
     if blocking is not None:
         pools["blocking"] = blocking.stats()
     store = app_settings.get("store")
-    if store is not None and hasattr(store, "stats"):
-        pools["db"] = store.stats()
-    elif getattr(store, "mode", None) == "motor" and (motor := motor_pool_stats()) is not None:
-        pools["db"] = motor
+    if store is not None and (db := store.pool_stats()) is not None:
+        pools["db"] = db
     return pools
-
-
-def motor_pool_stats() -> dict[str, int] | None:
-    """Motor's module-level thread pool: its size and queued calls; None if this Motor keeps it elsewhere.
-
-    Motor exposes no API for it, so this reads `motor.frameworks.asyncio._EXECUTOR` (a ThreadPoolExecutor) and
-    that executor's `_max_workers` and `_work_queue`, checking each exists. How many of its threads are busy is
-    not readable without more private state, so `active` is left out.
-    """
-    module = sys.modules.get("motor.frameworks.asyncio")
-    executor = getattr(module, "_EXECUTOR", None)
-    if not isinstance(executor, ThreadPoolExecutor):
-        return None
-    size = getattr(executor, "_max_workers", None)
-    queue = getattr(executor, "_work_queue", None)
-    if not isinstance(size, int) or not hasattr(queue, "qsize"):
-        return None
-    return {"size": size, "queued": queue.qsize()}
 
 
 def new_counts() -> list:
@@ -314,89 +234,3 @@ class _LiveCollector:
                 if key in stats:
                     family.add_metric([pool], stats[key])
         yield from families.values()
-
-
-class InstrumentedStore:
-    """Wraps a `Store`: times every operation and counts its errors; anything else passes through unchanged."""
-
-    def __init__(self, store, metrics: Metrics):
-        self._store = store
-        self._metrics = metrics
-        self.mode = store.mode
-
-    def __getattr__(self, name):
-        # Every coroutine method but close() is a database operation, timed under its own name: a method added to
-        # the Store is timed without a change here. Anything else (stats(), pool, ...) passes through unchanged.
-        attr = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attr):
-            return attr
-
-        async def timed(*args, **kwargs):
-            return await self._timed(name, attr(*args, **kwargs))
-
-        self.__dict__[name] = timed  # __getattr__ runs once per name: the hot path is a plain attribute
-        return timed
-
-    async def _timed(self, operation: str, call):
-        metrics = self._metrics
-        metrics.db_in_flight += 1
-        start = time.perf_counter()
-        error = None
-        try:
-            return await call
-        except Exception as exc:  # a cancelled call (its client went away) is not a database error
-            error = exc
-            raise
-        finally:
-            metrics.db_in_flight -= 1
-            metrics.observe_db(operation, time.perf_counter() - start, error)
-
-    async def close(self):
-        await self._store.close()
-
-
-class _MetricsHandler(tornado.web.RequestHandler):
-    def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(self.settings["metrics"].exposition())
-
-
-class _SnapshotHandler(tornado.web.RequestHandler):
-    def get(self) -> None:
-        self.set_header("Cache-Control", "no-store")
-        self.finish(self.settings["metrics"].snapshot())
-
-
-def make_metrics_app(metrics: Metrics) -> tornado.web.Application:
-    """The metrics listener's app: /metrics for Prometheus, /process.json for the status page."""
-    return tornado.web.Application(
-        [(r"/metrics", _MetricsHandler), (r"/process.json", _SnapshotHandler)],
-        metrics=metrics,
-        # Scrapes every few seconds per process would drown the app's own log lines at DEBUG.
-        log_function=lambda handler: None,
-    )
-
-
-def listen(metrics: Metrics, address: Address) -> tornado.httpserver.HTTPServer | None:
-    """Serve `metrics` at `address`; None (and an error in the log) if it is taken or out of range.
-
-    A taken metrics port must not keep the app from serving: the process runs on, without metrics.
-    """
-    if isinstance(address, tuple) and not 0 < address[1] <= 65535:
-        # getaddrinfo would wrap it silently onto some other port.
-        log.error("metrics not served: port %d (app port + FLEET_METRICS_PORT_OFFSET) is out of range", address[1])
-        return None
-    server = tornado.httpserver.HTTPServer(make_metrics_app(metrics))
-    try:
-        server.add_sockets(addresses.bind(address, METRICS_BACKLOG))
-    except OSError as exc:
-        log.error("metrics not served: cannot listen on %s: %s", addresses.describe(address), exc)
-        return None
-    log.info("metrics on %s/metrics", addresses.url(address))
-    return server
-
-
-async def close(server: tornado.httpserver.HTTPServer | None) -> None:
-    if server is not None:
-        server.stop()
-        await close_connections(server)

@@ -15,10 +15,11 @@ import sys
 
 import tornado.ioloop
 
-from app import addresses, logs, metrics
+from app import addresses, logs, metrics, metrics_listener
 from app.blocking import BlockingPool
 from app.early_errors import JsonErrorsHTTPServer
 from app.lifecycle import Lifecycle
+from app.process_snapshot import ProcessSnapshot
 from app.settings import Settings, SettingsError
 from app.shedding import StallShedder
 from app.store import open_store
@@ -68,9 +69,7 @@ async def serve(settings: Settings, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
 
     process_metrics = metrics.Metrics(mode=settings.db_mode, port=port) if settings.metrics else None
-    store = open_store(settings)
-    if process_metrics is not None:
-        store = metrics.InstrumentedStore(store, process_metrics)
+    store = open_store(settings, metrics=process_metrics)
     blocking = BlockingPool(settings.blocking_threads, queue_limit=settings.blocking_queue_limit)
     lifecycle = Lifecycle()
     # Stopped last, so it also names code that blocks the loop during the drain or while closing the store.
@@ -80,10 +79,11 @@ async def serve(settings: Settings, port: int) -> None:
     app = make_app(
         settings, store, blocking=blocking, port=port, lifecycle=lifecycle, watchdog=watchdog, metrics=process_metrics
     )
-    rate_sampler = None
+    rate_sampler = snapshot = None
     if process_metrics is not None:
         process_metrics.observe_app(app.settings)
-        rate_sampler = tornado.ioloop.PeriodicCallback(process_metrics.sample_rate, 1000)
+        snapshot = ProcessSnapshot(process_metrics, app.settings)
+        rate_sampler = tornado.ioloop.PeriodicCallback(snapshot.sample_rate, 1000)
         rate_sampler.start()
     metrics_server = None
     # Counts connections for the drain and stops listening without resetting queued ones (app/lifecycle.py);
@@ -115,8 +115,8 @@ async def serve(settings: Settings, port: int) -> None:
                 server, server.listening, app.settings["in_flight"], lambda: watchdog.stalled, peers
             )
         metrics_address = settings.metrics_address(port)
-        if process_metrics is not None and metrics_address is not None:
-            metrics_server = metrics.listen(process_metrics, metrics_address)
+        if process_metrics is not None and snapshot is not None and metrics_address is not None:
+            metrics_server = metrics_listener.listen(process_metrics, snapshot, metrics_address)
             if metrics_server is None and settings.env == "production":  # taken: whoever holds it is not us
                 raise OSError(f"metrics listener {addresses.describe(metrics_address)} not served (README Security)")
         log.info(
@@ -138,4 +138,4 @@ async def serve(settings: Settings, port: int) -> None:
             if rate_sampler is not None:
                 cleanup.callback(rate_sampler.stop)
             # Metrics stay readable during the drain (the status page shows the process as draining).
-            cleanup.push_async_callback(metrics.close, metrics_server)
+            cleanup.push_async_callback(metrics_listener.close, metrics_server)

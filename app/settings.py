@@ -72,22 +72,23 @@ class Settings:
     db_timeout_ms: int = 1000
     # Per operation; large enough for /updates?queries=500 on the single-threaded embedded server.
     db_socket_timeout_ms: int = 10_000
-    # Driver connections per process; only as many are opened as requests wait on the database at once. 10 was
-    # never faster than 100 (scripts/bench --tune, async /db: 0.54x and 0.93x in two runs; README "Performance").
+    # Driver connections per process; only as many are opened as requests wait on the database at once. A smaller
+    # pool was never faster (scripts/bench --tune, results/bench/tuning.md; README "Performance").
     db_pool_size: int = 100
     # Write concern of every write: a write is acknowledged (201/200/204) only once a majority of the replica set
     # has it, and (j) has it in its on-disk journal: an acknowledged write survives a crash of the database, a
     # power loss and, on a replica set, a failover. 0 (unacknowledged) is refused.
     db_write_concern: str = "majority"
     # Not optional on the embedded server: without j its WiredTiger log stays in a memory buffer, and a SIGKILL
-    # of the database lost 17-54 acknowledged notes of ~120 (tests/test_hardening_database.py); with j, none.
-    # The price there is an fsync per write: concurrent bulk writes ran ~4x slower, which is why TFB's /updates
-    # opts out (Store.bulk_update(durable=False)). On a replica set of mongods "majority" already waits for the
-    # journal (writeConcernMajorityJournalDefault), so j costs nothing more.
+    # of the database loses acknowledged writes (tests/test_hardening_database.py shows none lost with j). The
+    # price there is an fsync per write, which makes concurrent bulk writes several times slower (README
+    # "Reliability"): that is why TFB's /updates opts out (Store.bulk_update(durable=False)). On a replica set of
+    # mongods "majority" already waits for the journal (writeConcernMajorityJournalDefault), so j costs nothing more.
     db_journal: bool = True
-    # Size of the app-owned pool that runs blocking PyMongo calls in `threads` mode. Neither 4 nor 64 was
-    # consistently faster than 16 (scripts/bench --tune: 0.70x-1.28x across runs, within the noise); more
-    # threads only contend for the GIL.
+    # Threads that run blocking PyMongo calls, in both thread-based modes: the pool the `threads` store owns, and
+    # Motor's thread pool in `motor` mode (app/store/motor_store.py sizes it; Motor's own MOTOR_MAX_WORKERS is
+    # ignored). Smaller and larger pools were not consistently faster, and more threads only contend for the GIL
+    # (scripts/bench --tune, results/bench/tuning.md; README "Performance").
     db_threads: int = 16
     # Size of the pool application code uses for other blocking calls (app.blocking).
     blocking_threads: int = 4

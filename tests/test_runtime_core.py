@@ -19,10 +19,12 @@ import pytest
 import tornado.httputil
 import tornado.web
 
-from app import metrics, shedding
+from app import metrics, metrics_listener, shedding
 from app.handlers.benchmark import JsonHandler, UpdatesHandler
 from app.lifecycle import Lifecycle
+from app.process_snapshot import ProcessSnapshot
 from app.settings import Settings
+from app.store.guard import GuardedStore
 
 
 class _Connection:
@@ -252,14 +254,17 @@ class _Store:
     async def find_one(self, collection, filter, projection=None):
         return {"collection": collection}
 
-    async def added_later(self, value):
-        raise ValueError(value)
+    async def count(self, collection, filter):
+        raise ValueError(filter)
 
-    def stats(self):
+    def server_known(self):
+        return True
+
+    def pool_stats(self):
         return {"size": 1}
 
 
-def test_every_coroutine_method_of_the_store_is_timed_and_its_errors_counted():
+def test_every_store_operation_is_timed_and_its_errors_counted():
     recorded = []
 
     class Recorder:
@@ -268,20 +273,22 @@ def test_every_coroutine_method_of_the_store_is_timed_and_its_errors_counted():
         def observe_db(self, operation, seconds, error):
             recorded.append((operation, type(error).__name__ if error else None))
 
-    store = metrics.InstrumentedStore(_Store(), Recorder())
+    store = GuardedStore(_Store(), selection_timeout=1.0, metrics=Recorder())
 
     async def scenario():
         assert await store.find_one("world", {}) == {"collection": "world"}
         with pytest.raises(ValueError):
-            await store.added_later(1)
+            await store.count("world", {"x": 1})
 
     asyncio.run(scenario())
-    assert recorded == [("find_one", None), ("added_later", "ValueError")]
-    assert store.stats() == {"size": 1}  # not a coroutine: passed through
+    assert recorded == [("find_one", None), ("count", "ValueError")]
+    assert store.pool_stats() == {"size": 1}  # not an operation: passed through, not timed
 
 
 def test_a_metrics_port_out_of_range_is_not_served(caplog):
-    assert metrics.listen(metrics.Metrics(mode="async", port=65000), ("127.0.0.1", 65000 + 1000)) is None
+    process_metrics = metrics.Metrics(mode="async", port=65000)
+    snapshot = ProcessSnapshot(process_metrics, {})
+    assert metrics_listener.listen(process_metrics, snapshot, ("127.0.0.1", 65000 + 1000)) is None
     assert "out of range" in caplog.text
 
 

@@ -18,5 +18,9 @@ class AsyncStore(AwaitableDriverStore):
     def open(cls, settings) -> AsyncStore:
         return cls(AsyncMongoClient(settings.mongodb_uri, **client_options(settings)), settings.db_name)
 
+    def pool_stats(self) -> None:
+        """No thread runs a database call here: what waits is a pooled connection, which has no pool figures."""
+        return None
+
     async def close(self) -> None:
         await self._client.close()

@@ -65,6 +65,10 @@ class Store(Protocol):
     def server_known(self) -> bool:
         """Whether the driver knows a server it can write to right now (no I/O: its monitor's last view)."""
 
+    def pool_stats(self) -> dict[str, int] | None:
+        """The thread pool that runs this store's driver calls, if it has one (no I/O): its `size` and whichever of
+        `active`, `queued`, `queue_limit` and `refused` it can tell; None when no thread runs them (async mode)."""
+
     async def close(self) -> None: ...
 
 

@@ -1,4 +1,5 @@
-"""`GuardedStore`: every Store operation inside the request's deadline, and none for a client that left.
+"""`GuardedStore`: the Store every handler gets. Each operation runs inside its request's deadline, none is sent
+for a client that left, and each is timed and its errors counted in the process's metrics.
 
 Wraps the mode's store (``open_store`` returns it), so the three modes behave alike (app/admission.py says why):
 - past the request's deadline an operation is not sent: `DeadlineExceeded` (503);
@@ -12,17 +13,26 @@ Wraps the mode's store (``open_store`` returns it), so the three modes behave al
   disconnects is cancelled (``RequestScope.in_store`` tells admission.client_gone it may cancel the task).
 
 Outside a request (no `current_scope`: scripts, tests, startup) operations run unguarded, as before.
+
+Every Store method is written out here, so readers and type checkers see a Store (tests/test_store_guard.py fails
+when the interface gains a method this class does not implement). The timing includes the guard's own refusals:
+an operation refused at its deadline is counted as one that failed with DeadlineExceeded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import time
+from typing import TYPE_CHECKING
 
 import pymongo
 from pymongo.errors import PyMongoError
 
 from app.admission import ClientGone, DeadlineExceeded, current_scope
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
+    from app.store.base import Store
 
 # A driver timeout this close to the deadline is the deadline's: CSOT gives up early when less than a round trip
 # is left.
@@ -30,28 +40,77 @@ DEADLINE_SLACK = 0.01
 
 
 class GuardedStore:
-    def __init__(self, store, selection_timeout: float):
+    """A `Store` around the mode's store: guarded by the request's deadline, timed into `metrics` (None: not)."""
+
+    def __init__(self, store: Store, selection_timeout: float, metrics: Metrics | None = None):
         self._store = store
         self.mode = store.mode
         self._selection_timeout = selection_timeout
+        self._metrics = metrics
 
-    def __getattr__(self, name):
-        # As app.metrics.InstrumentedStore: every coroutine method but close() is a database operation.
-        attr = getattr(self._store, name)
-        if not inspect.iscoroutinefunction(attr):
-            return attr
+    # -- the Store interface ------------------------------------------------------------------------------------
 
-        async def guarded(*args, **kwargs):
-            return await run_guarded(attr, args, kwargs, self._limit)
+    async def ping(self):
+        return await self._run("ping", self._store.ping)
 
-        self.__dict__[name] = guarded
-        return guarded
+    async def find_one(self, collection, filter, projection=None):
+        return await self._run("find_one", self._store.find_one, collection, filter, projection)
+
+    async def find(self, collection, filter, *, projection=None, sort=None, limit=0):
+        return await self._run(
+            "find", self._store.find, collection, filter, projection=projection, sort=sort, limit=limit
+        )
+
+    async def insert_one(self, collection, document):
+        return await self._run("insert_one", self._store.insert_one, collection, document)
+
+    async def find_one_and_update(self, collection, filter, update, projection=None):
+        return await self._run(
+            "find_one_and_update", self._store.find_one_and_update, collection, filter, update, projection
+        )
+
+    async def delete_one(self, collection, filter):
+        return await self._run("delete_one", self._store.delete_one, collection, filter)
+
+    async def bulk_update(self, collection, updates, *, durable=True):
+        return await self._run("bulk_update", self._store.bulk_update, collection, updates, durable=durable)
+
+    async def count(self, collection, filter):
+        return await self._run("count", self._store.count, collection, filter)
+
+    async def create_index(self, collection, keys, **options):
+        return await self._run("create_index", self._store.create_index, collection, keys, **options)
+
+    def server_known(self) -> bool:
+        return self._store.server_known()
+
+    def pool_stats(self) -> dict[str, int] | None:
+        return self._store.pool_stats()
+
+    async def close(self) -> None:
+        # Neither guarded nor timed: it is the process's shutdown, not a request's database operation.
+        await self._store.close()
+
+    # -- guard and timing ---------------------------------------------------------------------------------------
+
+    async def _run(self, operation: str, method, /, *args, **kwargs):
+        metrics = self._metrics
+        if metrics is None:
+            return await run_guarded(method, args, kwargs, self._limit)
+        metrics.db_in_flight += 1
+        start = time.perf_counter()
+        error = None
+        try:
+            return await run_guarded(method, args, kwargs, self._limit)
+        except Exception as exc:  # a cancelled call (its client went away) is not a database error
+            error = exc
+            raise
+        finally:
+            metrics.db_in_flight -= 1
+            metrics.observe_db(operation, time.perf_counter() - start, error)
 
     def _limit(self, remaining: float) -> float:
         return remaining if self._store.server_known() else min(remaining, self._selection_timeout)
-
-    async def close(self) -> None:
-        await self._store.close()
 
 
 async def run_guarded(operation, args, kwargs, limit):

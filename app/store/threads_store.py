@@ -3,7 +3,7 @@
 Every driver call, including the iteration of a cursor, runs inside a worker: a lazy cursor handed back to the
 loop would do its network I/O (getMore) on the loop and block it. The pool is the app's own, not the loop's
 default executor, so database work never queues behind unrelated blocking calls. It is a `BlockingPool`, so
-its size, active and queued counts are visible (`stats()`, in the metrics and on the status page).
+its size, active and queued counts are visible (`pool_stats()`, in the metrics and on the status page).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ThreadsStore:
     def server_known(self) -> bool:
         return self._client.topology_description.has_writable_server()
 
-    def stats(self) -> dict[str, int]:
+    def pool_stats(self) -> dict[str, int]:
         """The pool's size and how many calls run and wait in it right now."""
         return self.pool.stats()
 
