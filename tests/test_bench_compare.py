@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fleet.bench import compare, compare_report, cpu
+from bench import compare, compare_report, cpu
 
 BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(30)"]

@@ -12,21 +12,21 @@ import sys
 import pytest
 
 from app.settings import DB_MODES, EVENT_LOOPS, embedded_uri
+from bench import cli
+from bench.endpoints import ENDPOINTS
 from fleet import nginx_reload
-from fleet.bench import cli
-from fleet.bench.endpoints import ENDPOINTS
 from fleet.sandbox import free_port_block
 from fleet.supervisor import Supervisor
 from tests.client import get
 
 # Below pytest's 300 s limit with room for the grace period: a timed-out run is stopped with SIGTERM, which
-# fleet.bench turns into a clean exit that stops every fleet it booted (a SIGKILL would leak its supervisord).
+# python -m bench turns into a clean exit that stops every fleet it booted (a SIGKILL would leak its supervisord).
 QUICK_TIMEOUT = 220
 STOP_GRACE = 40
 
 
 def run_quick(out) -> tuple[int, str, str]:
-    command = [sys.executable, "-m", "fleet.bench", "--quick", "--out", str(out)]
+    command = [sys.executable, "-m", "bench", "throughput", "--quick", "--out", str(out)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as bench:
         try:
             stdout, stderr = bench.communicate(timeout=QUICK_TIMEOUT)

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from fleet.bench import cli, references, report, runner, stats, tuning, wrk
-from fleet.bench.endpoints import ENDPOINTS
+from bench import cli, references, report, runner, stats, tuning, writer, wrk
+from bench.endpoints import ENDPOINTS
 from fleet.config import NGINX_TEMPLATE, nginx_binary, render_nginx
 from fleet.sandbox import free_port_block
 
@@ -218,7 +218,7 @@ def test_raw_files_hold_every_measurement(tmp_path):
 
 
 def test_plots_are_written_as_png(tmp_path):
-    from fleet.bench import plots
+    from bench import plots
 
     paths = plots.write_plots(sample_results(), tmp_path)
     assert [p.name for p in paths] == ["throughput.png", "latency.png"]
@@ -321,7 +321,7 @@ def test_readme_block_is_replaced_between_the_markers_only(tmp_path):
     assert "| async | uvloop | 2 | 8,000 | 2,000 | 160 | 3 |" in text
     assert "![throughput](results/throughput.png)" in text
     with pytest.raises(ValueError, match="bench:begin"):
-        report.replace_readme_block("no markers", "x")
+        writer.replace_block("no markers", "x", report.README_BEGIN, report.README_END)
 
 
 def test_runs_last_several_times_the_warm_up_latency_within_twice_the_plan():

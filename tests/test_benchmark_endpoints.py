@@ -1,5 +1,5 @@
 """The TechEmpower endpoints follow the TFB rules (DESIGN.md, "Benchmark workload"), in every mode, and so does the
-plain-Tornado reference that `scripts/bench --compare` measures the fleet against (fleet/bench/plain_tornado.py)."""
+plain-Tornado reference that `scripts/bench --compare` measures the fleet against (bench/plain_tornado.py)."""
 
 import html
 import json
@@ -12,7 +12,7 @@ from pymongo import MongoClient
 
 from app.handlers.benchmark import parse_queries
 from app.settings import DB_MODES
-from fleet.bench.compare import ComparePlan, plain_reference
+from bench.compare import ComparePlan, plain_reference
 from fleet.sandbox import start_app
 from fleet.seed import fortunes
 from tests.client import get

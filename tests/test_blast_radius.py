@@ -1,6 +1,6 @@
 """Blast radius: one blocked process does not slow the fleet. Stall shedding sends the requests waiting for a
 blocked process elsewhere (and never a POST, nor the blocking request itself); through nginx, requests keep
-succeeding during a block; and the benchmark program (fleet/blast_radius.py) runs, with nginx accepting every
+succeeding during a block; and the benchmark program (bench/blast_radius/) runs, with nginx accepting every
 option it compares."""
 
 import gzip
@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from fleet import blast_radius, probe
+from bench.blast_radius import nginx_options, report, run, scenarios
+from bench.errors import BenchError
+from bench.openloop import Sample
+from fleet import probe
 from fleet.config import NGINX_TEMPLATE, ROOT, nginx_binary, render_nginx
-from fleet.openloop import Sample
 from tests.client import get, request
 from tests.conftest import free_port_block
 
@@ -123,7 +125,7 @@ def test_with_three_processes_one_blocked_requests_through_nginx_keep_succeeding
     # The slow GET ran once, on one process: no other loop was blocked for anything like the block (a busy machine
     # may stall a loop briefly, hence not "no stall at all").
     victim = blocked.json()["port"]
-    worst = {port: probe.ready(port)["loop_lag_max_ms"] for port in fleet.app_ports}
+    worst = {port: probe.ready(fleet.app_address(port))["loop_lag_max_ms"] for port in fleet.app_ports}
     assert worst[victim] >= 0.8 * BLOCK_SECONDS * 1000, worst
     assert all(lag < 0.5 * BLOCK_SECONDS * 1000 for port, lag in worst.items() if port != victim), worst
 
@@ -131,11 +133,11 @@ def test_with_three_processes_one_blocked_requests_through_nginx_keep_succeeding
 # --- the benchmark program ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(blast_radius.variants()))
+@pytest.mark.parametrize("name", list(nginx_options.variants()))
 def test_nginx_accepts_every_option_the_benchmark_compares(tmp_path, name):
     rendered = render_nginx(NGINX_TEMPLATE.read_text(), 18080, [18101, 18102])
     conf = tmp_path / "nginx.conf"
-    conf.write_text(blast_radius.variants()[name].apply(rendered))
+    conf.write_text(nginx_options.variants()[name].apply(rendered))
     for sub in ("logs", "tmp"):
         (tmp_path / "nginx" / sub).mkdir(parents=True)
     check = subprocess.run(
@@ -144,27 +146,27 @@ def test_nginx_accepts_every_option_the_benchmark_compares(tmp_path, name):
         text=True,
     )
     assert check.returncode == 0, check.stderr
-    if name != blast_radius.SHIPPED:
+    if name != nginx_options.SHIPPED:
         assert conf.read_text() != rendered
 
 
 def test_an_option_that_no_longer_matches_the_config_is_an_error():
-    variant = blast_radius.Variant("gone", "", (blast_radius.Edit(r"^\s*no_such_directive;$", ""),))
-    with pytest.raises(blast_radius.BenchError, match="gone"):
+    variant = nginx_options.Variant("gone", "", (nginx_options.Edit(r"^\s*no_such_directive;$", ""),))
+    with pytest.raises(BenchError, match="gone"):
         variant.apply(NGINX_TEMPLATE.read_text())
 
 
 def test_summary_counts_failures_and_delays():
     samples = [Sample("/json", i / 100, 0.005, 200) for i in range(97)]
     samples += [Sample("/json", 1.0, 0.3, 200), Sample("/json", 1.1, 2.0, 200), Sample("/json", 1.2, 0.01, 0)]
-    stats = blast_radius.summarize(samples, duration=2.0)
+    stats = run.summarize(samples, duration=2.0)
     assert stats["requests"] == 100 and stats["failed"] == 1
     assert stats["over_100ms_pct"] == 2.0 and stats["over_1s_pct"] == 1.0
     assert stats["p50_ms"] == 5.0 and stats["max_ms"] == 2000.0 and stats["rps"] == 50.0
 
 
 def test_the_cli_explains_itself_and_refuses_bad_arguments():
-    script = [sys.executable, "-m", "fleet.blast_radius"]
+    script = [sys.executable, "-m", "bench", "blast-radius"]
     help_text = subprocess.run([*script, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert help_text.returncode == 0 and "--quick" in help_text.stdout
     bad = subprocess.run([*script, "--blocks", "0"], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -173,12 +175,12 @@ def test_the_cli_explains_itself_and_refuses_bad_arguments():
 
 @pytest.mark.fleet
 def test_a_small_run_writes_the_table_the_raw_numbers_and_the_plots(tmp_path, mongo_uri):
-    timing = blast_radius.Timing(block_seconds=0.5, blocks=1, gap=0.5, warmup=0.3, tail=0.5)
-    plan = [[blast_radius.Scenario(2, "motor", blast_radius.SHIPPED, "steady")]]
-    results, samples = blast_radius.run(plan, timing, log=lambda *_: None, db_uri=mongo_uri)
-    meta = blast_radius.machine_meta(["--test"])
-    blast_radius.write_outputs(
-        tmp_path, results, samples, timing=timing, meta=meta, options=blast_radius.variants(), plot=True
+    timing = scenarios.Timing(block_seconds=0.5, blocks=1, gap=0.5, warmup=0.3, tail=0.5)
+    plan = [[scenarios.Scenario(2, "motor", nginx_options.SHIPPED, "steady")]]
+    results, samples = run.run(plan, timing, log=lambda *_: None, db_uri=mongo_uri)
+    meta = report.machine_meta(["--test"])
+    report.write_outputs(
+        tmp_path, results, samples, timing=timing, meta=meta, options=nginx_options.variants(), plot=True
     )
     (result,) = json.loads((tmp_path / "results.json").read_text())["scenarios"]
     assert result["shipped"] and result["stalls"] >= 1 and result["stalled_processes"] >= 1
@@ -193,10 +195,8 @@ def test_a_small_run_writes_the_table_the_raw_numbers_and_the_plots(tmp_path, mo
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{blast_radius.README_BEGIN}\nold figures\n{blast_radius.README_END}\nafter\n")
-    blast_radius.update_readme(
-        blast_radius.readme_block(results, {**meta, "seconds": 1}, timing, tmp_path, readme), readme
-    )
+    readme.write_text(f"before\n{report.README_BEGIN}\nold figures\n{report.README_END}\nafter\n")
+    report.update_readme(report.readme_block(results, {**meta, "seconds": 1}, timing, tmp_path, readme), readme)
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old figures" not in text
     # The verdict is there; whether this tiny run on a busy machine met the target is not this test's business.

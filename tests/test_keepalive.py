@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from bench.loadgen import Load, all_note_ids
 from fleet import probe
-from fleet.loadgen import Load, all_note_ids
 from fleet.supervisor import pid_alive
 from tests.conftest import module_fleet
 from tests.test_switch import processes, script, wait_for_requests

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from app.settings import EMBEDDED_URI_OPTIONS
+from bench.loadgen import Load, LoadResult, all_note_ids
 from fleet import probe, rolling
 from fleet.config import ROOT, FleetConfig
-from fleet.loadgen import Load, LoadResult, all_note_ids
 from fleet.sandbox import script_env, short_tmp_dir, start_process, stop_fleet, stop_process
 from fleet.seed import seed
 from fleet.supervisor import Supervisor

@@ -17,13 +17,14 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from app.settings import read_env_file
+from bench.loadgen import Load, all_note_ids
 from fleet import launcher, probe
 from fleet.config import ROOT, FleetConfig
-from fleet.loadgen import Load, all_note_ids
 from fleet.sandbox import fleet_config, free_port_block, script_env, short_tmp_dir, stop_fleet
 from fleet.supervisor import Supervisor
 
@@ -105,7 +106,7 @@ def test_a_port_held_by_a_stranger_is_named_and_nothing_starts():
         assert f"port {config.port} (public port of nginx, FLEET_PORT) is held by pid {os.getpid()} (" in result.stderr
         assert "python" in result.stderr.split(f"pid {os.getpid()} (", 1)[1].split(")", 1)[0]
         assert not (config.var_dir / "supervisor.sock").exists()
-        assert all(probe.get_json("127.0.0.1", port, "/healthz")[0] == 0 for port in config.app_ports)
+        assert all(probe.get_json(config.app_address(port), "/healthz")[0] == 0 for port in config.app_ports)
     finally:
         stranger.close()
         shutil.rmtree(config.var_dir, ignore_errors=True)
@@ -116,7 +117,10 @@ def test_a_process_that_cannot_bind_is_marked_failed_and_named(fleet):
     victim = fleet.app_ports[1]
     name = f"app-{victim}"
     supervisor.rpc.stopProcess(f"app:{name}", True)
-    stranger = socket.create_server(("127.0.0.1", victim))
+    # A folder where its socket goes: the app will not remove what is not a socket (app/addresses.py).
+    taken = Path(fleet.app_address(victim))
+    taken.unlink(missing_ok=True)
+    taken.mkdir()
     try:
         supervisor.rpc.startProcess(f"app:{name}", False)
 
@@ -136,7 +140,7 @@ def test_a_process_that_cannot_bind_is_marked_failed_and_named(fleet):
         assert status.returncode == 1
         assert any(line.split()[:2] == [str(victim), "down"] for line in status.stdout.splitlines()), status.stdout
     finally:
-        stranger.close()
+        taken.rmdir()
     started = script("ctl", "start", f"app:{name}", env=script_env(fleet))
     assert started.returncode == 0, started.stdout + started.stderr
     again = script("run", env=script_env(fleet))
@@ -188,7 +192,7 @@ def test_scaling_up_and_down_under_load_fails_no_request(fleet):
     assert pids(fleet) == before
     assert pids_behind_nginx(fleet, set(before.values()), tries=20) == set(before.values())
     removed = [fleet.app_port_base + 2, fleet.app_port_base + 3]
-    assert all(probe.get_json("127.0.0.1", port, "/healthz")[0] == 0 for port in removed)
+    assert all(probe.get_json(fleet.app_address(port), "/healthz")[0] == 0 for port in removed)
     status = script("status", env=env)
     assert status.returncode == 0 and "2 of 2 ready" in status.stdout, status.stdout + status.stderr
 

@@ -1,9 +1,9 @@
-"""scripts/bench --overload's arithmetic and report (fleet/bench/overload.py) on made-up samples; the load itself is
+"""scripts/bench --overload's arithmetic and report (bench/overload.py) on made-up samples; the load itself is
 exercised by tests/test_overload_fleet.py and by the benchmark run."""
 
 from __future__ import annotations
 
-from fleet.bench import machine, overload
+from bench import machine, overload
 
 
 def samples(*spec):

@@ -16,8 +16,7 @@ import pytest
 from pymongo import MongoClient
 
 from app.settings import DB_MODES, embedded_uri
-from fleet import openloop
-from fleet.bench import wrk
+from bench import openloop, wrk
 from fleet.probe import get_json, wait_until
 from tests.client import get, request
 from tests.conftest import FleetFactory, module_fleet
@@ -60,7 +59,7 @@ def test_simultaneous_creates_with_one_key_on_different_processes_make_one_note(
     fleet = burst_fleet
     key, title = str(uuid.uuid4()), f"fleet idem {uuid.uuid4()}"
     # Straight to the app ports, alternating, so the repeats certainly race on different processes.
-    urls = [f"http://127.0.0.1:{fleet.app_ports[i % fleet.procs]}/api/notes" for i in range(5)]
+    urls = [f"{fleet.app_url(fleet.app_ports[i % fleet.procs])}/api/notes" for i in range(5)]
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         answers = list(
             pool.map(lambda url: request("POST", url, {"title": title}, headers={"Idempotency-Key": key}), urls)
@@ -82,12 +81,11 @@ def hold(url: str, count: int, seconds: float):
 def test_when_every_process_is_full_nginx_answers_a_json_503_with_retry_after(small_fleet):
     pool, held = hold(small_fleet.url, 4, 3)  # 2 per process: every process at FLEET_MAX_IN_FLIGHT
     try:
-        # Asked of the processes' metrics ports (not through nginx, which would take a slot from a held request).
-        offset = small_fleet.app_settings().metrics_port_offset
-
+        # Asked of the processes' metrics listeners (not through nginx, which would take a slot from a held request).
         def in_flight():
             return [
-                get_json("127.0.0.1", port + offset, "/process.json")[1]["in_flight"] for port in small_fleet.app_ports
+                get_json(small_fleet.metrics_address(port), "/process.json")[1]["in_flight"]
+                for port in small_fleet.app_ports
             ]
 
         assert wait_until(lambda: in_flight() == [2, 2], 10, 0.02), in_flight()
@@ -97,7 +95,7 @@ def test_when_every_process_is_full_nginx_answers_a_json_503_with_retry_after(sm
         assert refused.headers["Content-Type"] == "application/json"
         assert "every app process is at its limit" in refused.json()["error"]
         # Probes go to the app ports, past nginx's bound, and are never refused by the processes.
-        assert all(get(f"http://127.0.0.1:{port}/readyz").status == 200 for port in small_fleet.app_ports)
+        assert all(get(f"{small_fleet.app_url(port)}/readyz").status == 200 for port in small_fleet.app_ports)
     finally:
         statuses = [future.result().status for future in held]
         pool.shutdown()

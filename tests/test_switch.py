@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,9 +16,9 @@ import time
 import pytest
 
 from app.settings import read_env_file, write_env_file
+from bench.loadgen import Load, LoadResult, all_note_ids
 from fleet import probe, rolling
 from fleet.config import ROOT, FleetConfig
-from fleet.loadgen import Load, LoadResult, all_note_ids
 from fleet.supervisor import Supervisor, pid_alive
 from tests.client import get
 from tests.conftest import free_port_block, module_fleet, start_process, stop_process
@@ -108,7 +107,9 @@ def test_a_request_in_flight_when_its_process_is_told_to_stop_completes(fleet):
     try:
         # The process holding it counts it (and the probe itself) as in flight.
         holder = probe.wait_until(
-            lambda: next((p for p in fleet.app_ports if (probe.ready(p) or {}).get("in_flight", 0) >= 2), None),
+            lambda: next(
+                (p for p in fleet.app_ports if (probe.ready(fleet.app_address(p)) or {}).get("in_flight", 0) >= 2), None
+            ),
             SLOW_SECONDS / 2,
         )
         assert holder, "the slow request did not reach a process"
@@ -117,7 +118,7 @@ def test_a_request_in_flight_when_its_process_is_told_to_stop_completes(fleet):
         supervisor.rpc.stopProcess(name, False)  # SIGTERM, without waiting for the exit
         # It stops accepting at once, while the slow request is still being served...
         assert probe.wait_until(
-            lambda: probe.get_json("127.0.0.1", holder, "/healthz", timeout=1)[0] == 0, SLOW_SECONDS / 4
+            lambda: probe.get_json(fleet.app_address(holder), "/healthz", timeout=1)[0] == 0, SLOW_SECONDS / 4
         )
         assert pid_alive(old_pid)
         client.join(SLOW_SECONDS + 20)
@@ -129,7 +130,7 @@ def test_a_request_in_flight_when_its_process_is_told_to_stop_completes(fleet):
         for port in fleet.app_ports:  # leave the fleet whole for the next tests
             if supervisor.process(f"app:app-{port}")["statename"] == "STOPPED":
                 supervisor.rpc.startProcess(f"app:app-{port}", True)
-    assert probe.wait_until(lambda: all(probe.ready(p) for p in fleet.app_ports), 20)
+    assert probe.wait_until(lambda: all(probe.ready(fleet.app_address(p)) for p in fleet.app_ports), 20)
 
 
 def test_a_process_stopped_under_load_resets_almost_no_connection(mongo_uri, tmp_path):
@@ -236,10 +237,8 @@ def test_a_process_that_cannot_start_stops_the_rolling_restart_and_the_rest_keep
     original = read_env_file(fleet.env_file)
     first, second = fleet.app_ports
     before = processes(fleet)
-    # Valid to the settings parser, fatal to the process: listening on every address (0.0.0.0) clashes with a
-    # listener this test holds on another loopback address at the same port.
-    holder = socket.create_server(("127.0.0.2", first))
-    write_env_file(fleet.env_file, {**original, "FLEET_HOST": "0.0.0.0"})
+    # Valid to the settings parser, fatal to the process: a socket folder that does not exist.
+    write_env_file(fleet.env_file, {**original, "FLEET_SOCKET_DIR": str(fleet.var_dir / "missing")})
     try:
         with Load(fleet.url, clients=CLIENTS, rate=RATE) as load:
             wait_for_requests(load)
@@ -248,10 +247,9 @@ def test_a_process_that_cannot_start_stops_the_rolling_restart_and_the_rest_keep
             wait_for_requests(load)
     finally:
         write_env_file(fleet.env_file, original)
-        holder.close()
     assert failed.returncode == 1
     assert f"app-{first} (port {first}) failed: it exited at start" in failed.stderr
-    assert "Address already in use" in failed.stderr  # the end of its log says why
+    assert "No such file or directory" in failed.stderr  # the end of its log says why
     assert f"1 other process(es) keep serving: app-{second}" in failed.stderr
     # STOPPED by the restart, or left EXITED/FATAL by supervisord, which does not restart a process that cannot listen
     # (exit 3, deploy/supervisord.conf): either way it is not running and nginx skips it.

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet.bench.endpoints import ENDPOINTS
-from fleet.bench.report import endpoint_names
-from fleet.bench.stats import find, variants
+from bench.endpoints import ENDPOINTS
+from bench.report import endpoint_names
+from bench.stats import find, variants
 
 MODE_COLORS = {"motor": "tab:blue", "threads": "tab:orange", "async": "tab:green"}
 LOOP_STYLES = {"asyncio": "-", "uvloop": "--"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet.openloop import Sample
+from bench.openloop import Sample
 
 COLORS = {"/json": "tab:blue", "/db": "tab:orange"}
 

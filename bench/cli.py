@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from app.settings import DB_MODES, EVENT_LOOPS
-from fleet.bench import compare, compare_report, overload, plots, profile, report, runner, tuning, wrk
-from fleet.bench.endpoints import ENDPOINTS
-from fleet.bench.stats import total_errors
+from bench import compare, compare_report, overload, plots, profile, report, runner, tuning, writer, wrk
+from bench.endpoints import ENDPOINTS
+from bench.stats import total_errors
 from fleet.config import ROOT
 
 DEFAULT_OUT = ROOT / "results" / "bench"
@@ -222,10 +222,8 @@ def measure(run, what: str, out: Path):
 
 
 def update_readme(results: dict, images: list[Path], readme: Path = README) -> Path:
-    links = [os.path.relpath(image, readme.parent) for image in images]
-    text = report.replace_readme_block(readme.read_text(), report.readme_block(results, links))
-    readme.write_text(text)
-    return readme
+    links = [writer.relative_to_readme(image, readme) for image in images]
+    return writer.update_readme(readme, report.readme_block(results, links), report.README_BEGIN, report.README_END)
 
 
 def main_tune(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
@@ -233,7 +231,7 @@ def main_tune(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int:
     print(f"bench --tune: about {estimate / 60:.0f} min ({estimate:.0f} s); results go to {out}/", flush=True)
     results = measure(lambda: tuning.run(plan), "tuning", out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tuning.json").write_text(json.dumps(results, indent=1) + "\n")
+    writer.write_json(out / "tuning.json", results)
     text = tuning.markdown(results)
     (out / "tuning.md").write_text(text)
     print(text)
@@ -263,13 +261,9 @@ def write_compare(args: argparse.Namespace, results: dict, out: Path) -> int:
     written = compare_report.write(results, out, with_plots=not args.no_plots)
     print(compare_report.markdown(results))
     if args.readme:
-        images = [os.path.relpath(p, README.parent) for p in written if p.suffix == ".png"]
+        images = [writer.relative_to_readme(p, README) for p in written if p.suffix == ".png"]
         block = compare_report.markdown(results) + "".join(f"\n![cost per request by layer]({i})\n" for i in images)
-        text = report.replace_readme_block(
-            README.read_text(), block, compare_report.README_BEGIN, compare_report.README_END
-        )
-        README.write_text(text)
-        written.append(README)
+        written.append(writer.update_readme(README, block, compare_report.README_BEGIN, compare_report.README_END))
     print("bench: wrote " + ", ".join(str(p) for p in written))
     failed = sum(r["errors"] for r in results["runs"])
     if failed:
@@ -303,12 +297,9 @@ def main_overload(args: argparse.Namespace, plan: runner.Plan, out: Path) -> int
     written = overload.write(results, out, with_plot=not args.no_plots)
     print(overload.markdown(results))
     if args.readme:
-        image = next((os.path.relpath(p, README.parent) for p in written if p.suffix == ".png"), None)
+        image = next((writer.relative_to_readme(p, README) for p in written if p.suffix == ".png"), None)
         block = overload.readme_block(results, image)
-        README.write_text(
-            report.replace_readme_block(README.read_text(), block, overload.README_BEGIN, overload.README_END)
-        )
-        written.append(README)
+        written.append(writer.update_readme(README, block, overload.README_BEGIN, overload.README_END))
     print("bench: wrote " + ", ".join(str(p) for p in written))
     failed = overload.failed_total(results)
     if failed:

@@ -1,16 +1,15 @@
-"""The report of `scripts/bench --compare` (fleet/bench/compare.py): tables, targets and a plot of the cost per
+"""The report of `scripts/bench --compare` (bench/compare.py): tables, targets and a plot of the cost per
 request per layer."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from fleet.bench import compare
-from fleet.bench.compare import FEATURES_OFF, FLEET, PLAIN
-from fleet.bench.endpoints import ENDPOINTS
-from fleet.bench.machine import summary_line
-from fleet.bench.report import fmt_rate, fmt_ratio, table
+from bench import compare
+from bench.compare import FEATURES_OFF, FLEET, PLAIN
+from bench.endpoints import ENDPOINTS
+from bench.machine import summary_line
+from bench.writer import fmt_rate, fmt_ratio, table, write_json
 
 README_BEGIN = "<!-- compare:begin (written by scripts/bench --compare --readme) -->"
 README_END = "<!-- compare:end -->"
@@ -178,8 +177,7 @@ def write(results: dict, out: Path, with_plots: bool = True) -> list[Path]:
     """compare-MODE.json/.md/.png in `out`: one set per database mode, so runs of different modes sit side by side."""
     out.mkdir(parents=True, exist_ok=True)
     stem = f"compare-{results['config']['mode']}"
-    written = [out / f"{stem}.json", out / f"{stem}.md"]
-    written[0].write_text(json.dumps(results, indent=1) + "\n")
+    written = [write_json(out / f"{stem}.json", results), out / f"{stem}.md"]
     written[1].write_text(markdown(results))
     if with_plots:
         written.append(plot(results, out / f"{stem}.png"))

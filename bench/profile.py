@@ -15,11 +15,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from fleet.bench import wrk
-from fleet.bench.endpoints import ENDPOINTS
-from fleet.bench.errors import BenchError
-from fleet.bench.report import table
-from fleet.bench.runner import booted_fleet
+from bench import wrk
+from bench.endpoints import ENDPOINTS
+from bench.errors import BenchError
+from bench.harness import booted_fleet
+from bench.writer import table
 from fleet.sandbox import VENV_BIN, embedded_db, short_tmp_dir
 from fleet.supervisor import Supervisor
 

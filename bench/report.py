@@ -1,21 +1,21 @@
 """The markdown report and the raw files (JSON with everything, CSV with one row per measurement).
 
 `results` is what the runner saves as results.json: {"config": {...}, "machine": {...}, "measurements": [...]}
-(see `fleet.bench.stats` for a measurement's fields). Everything here is a pure function of it, so a saved
-results.json can be re-reported (`python -m fleet.bench --report-only results.json`).
+(see `bench.stats` for a measurement's fields). Everything here is a pure function of it, so a saved
+results.json can be re-reported (`python -m bench throughput --report-only results.json`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import statistics
 from pathlib import Path
 
-from fleet.bench import machine
-from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
-from fleet.bench.stats import find, ratio, total_errors, variants
+from bench import machine
+from bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
+from bench.stats import find, ratio, total_errors, variants
+from bench.writer import fmt_ms, fmt_rate, fmt_ratio, table, write_json
 
 DAGGER = "†"
 LAYERS = ("nginx", "app", "db", "wrk")
@@ -35,34 +35,12 @@ CSV_FIELDS = (
 )
 
 
-def fmt_rate(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
-
-
-def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
-
-
 def fmt_served_us(m: dict) -> str:
     """CPU µs per request of what serves it, nginx + app processes (the database and wrk are in the raw files)."""
     cost = m.get("cpu_us") or {}
     if "app" not in cost:
         return "n/a"
     return f"{cost.get('nginx', 0) + cost['app']:,.0f}"
-
-
-def fmt_ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}×"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def endpoint_names(measurements: list[dict]) -> list[str]:
@@ -368,20 +346,9 @@ def readme_block(results: dict, images: list[str]) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-def replace_readme_block(
-    readme: str, block: str, begin_marker: str = README_BEGIN, end_marker: str = README_END
-) -> str:
-    """`readme` with the text between the markers (default: the bench's) replaced; ValueError if they are missing."""
-    begin, end = readme.find(begin_marker), readme.find(end_marker)
-    if begin < 0 or end < begin:
-        raise ValueError(f"README has no {begin_marker!r} ... {end_marker!r} block")
-    return readme[: begin + len(begin_marker)] + "\n" + block + "\n" + readme[end:]
-
-
 def write_raw(results: dict, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    json_path = folder / "results.json"
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
+    json_path = write_json(folder / "results.json", results)
     csv_path = folder / "results.csv"
     csv_path.write_text(to_csv(results["measurements"]))
     return [json_path, csv_path]

@@ -1,8 +1,8 @@
 """A/B: nginx to a Tornado process over loopback TCP vs over a unix socket in a private folder (README "Security").
 
-    python -m fleet.bench.socket_ab [--rounds 3] [--seconds 8] [--connections 32] [--out results/security]
+    python -m bench socket-ab [--rounds 3] [--seconds 8] [--connections 32] [--out results/security]
 
-One Tornado process (the plain reference's /json, fleet/bench/plain_tornado.py, on uvloop) listens on both a TCP
+One Tornado process (the plain reference's /json, bench/plain_tornado.py, on uvloop) listens on both a TCP
 port and a unix socket; one nginx (one worker, upstream keep-alive as deploy/nginx.conf) proxies one public port to
 each. wrk loads the two public ports in turn, `--rounds` times each, and the CPU time the app process and nginx's
 worker used is read from /proc around every run: requests/s and CPU µs per request, per variant (median of the
@@ -24,8 +24,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from bench import cpu, wrk
 from fleet import probe
-from fleet.bench import cpu, wrk
 from fleet.config import nginx_binary
 from fleet.sandbox import free_port_block
 
@@ -33,7 +33,7 @@ SERVER = textwrap.dedent(
     """
     import asyncio, signal, sys
     import tornado.httpserver, tornado.netutil, uvloop
-    from fleet.bench.plain_tornado import Database, make_app
+    from bench.plain_tornado import Database, make_app
 
     async def main(port, path):
         server = tornado.httpserver.HTTPServer(make_app(Database("async", "mongodb://127.0.0.1:1/", "x")))
@@ -74,7 +74,7 @@ def measure(url: str, seconds: int, connections: int, pids: dict[str, int]) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.bench.socket_ab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench socket-ab", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         for port in (tcp_port, unix_port):
-            if not probe.wait_until(lambda p=port: probe.get_json("127.0.0.1", p, "/json")[0] == 200, 20):
+            if not probe.wait_until(lambda p=port: probe.get_json(p, "/json")[0] == 200, 20):
                 raise RuntimeError(f"nothing answers on {port}")
         pids = {"app": app.pid, "nginx": cpu.child_pids(nginx.pid)[0]}
         runs: dict[str, list[dict]] = {"tcp": [], "unix": []}
@@ -140,7 +140,3 @@ def report(runs: dict[str, list[dict]], args) -> str:
             cells.append(f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})")
         lines.append(f"| {label} | {' | '.join(cells)} | {sum(run['errors'] for run in runs[name])} |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from fleet.bench import wrk
+from bench import wrk
 from fleet.config import ROOT, nginx_binary
 
 PACKAGES = ("tornado", "motor", "pymongo", "uvloop", "secantusdb", "supervisor")

@@ -15,12 +15,12 @@ import re
 import shutil
 from collections.abc import Callable
 
+from bench import harness, runner, wrk
+from bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
+from bench.machine import machine_info, summary_line
+from bench.stats import measurement, ratio
+from bench.writer import fmt_ms, fmt_rate, fmt_ratio, table
 from fleet import nginx_reload
-from fleet.bench import runner, wrk
-from fleet.bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
-from fleet.bench.machine import machine_info, summary_line
-from fleet.bench.report import fmt_ms, fmt_rate, fmt_ratio, table
-from fleet.bench.stats import measurement, ratio
 from fleet.config import FleetConfig
 from fleet.sandbox import embedded_db, short_tmp_dir
 from fleet.supervisor import Supervisor
@@ -149,7 +149,7 @@ def interleaved(cell: runner.CellRunner, knob: str, mode: str, contenders: list[
 def tune_nginx(cell: runner.CellRunner, db_uri: str, progress) -> list[dict]:
     """Each nginx variant against the deployed config, alternating on one fleet (motor, 2 processes)."""
     found = []
-    with runner.booted_fleet("motor", "asyncio", TUNE_PROCS, db_uri) as config:
+    with harness.booted_fleet("motor", "asyncio", TUNE_PROCS, db_uri) as config:
         deployed = (config.var_dir / "nginx.conf").read_text()
         supervisor = Supervisor(config.socket)
         loaded = [deployed]
@@ -196,7 +196,7 @@ def tune_app(cell: runner.CellRunner, db_uri: str, progress, cpus: int) -> list[
             for variant in variants:
                 with patched_environ(variant.process_env):
                     config = stack.enter_context(
-                        runner.booted_fleet(variant.mode, "asyncio", TUNE_PROCS, db_uri, **variant.app_env)
+                        harness.booted_fleet(variant.mode, "asyncio", TUNE_PROCS, db_uri, **variant.app_env)
                     )
                 contenders.append(Contender(variant.label, config.url))
             found += interleaved(cell, knob, variants[0].mode, contenders)

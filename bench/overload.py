@@ -8,7 +8,7 @@ For each ramp (a database mode, a path, the fleet's settings) on a fleet of its 
 4. **recovery**: right after the last step, the unloaded rate again; its p99 in the windows 0-1 s, 1-2 s and
    2-4 s after the overload ended.
 
-Open loop (fleet/openloop.py): request i is due at i / rate whatever happened before, and its latency counts
+Open loop (bench/openloop.py): request i is due at i / rate whatever happened before, and its latency counts
 from then, so a generator that falls behind shows up as latency, never as a lower rate. The load is split over
 `generators` processes (one asyncio loop is not enough for 4x capacity); they share the machine's CPUs with the
 fleet and the database, so a generator falling behind adds to the latencies reported, never hides them.
@@ -23,19 +23,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from fleet import launcher, openloop
-from fleet.bench import machine, report
-from fleet.bench.errors import BenchError
-from fleet.bench.stats import percentile
+from bench import machine, openloop, writer
+from bench.errors import BenchError
+from bench.stats import percentile
 from fleet.probe import request
-from fleet.sandbox import fleet_config, stop_fleet
-from fleet.supervisor import Supervisor, app_port
+from fleet.sandbox import booted, fleet_config
+from fleet.supervisor import app_port
 
 README_BEGIN = "<!-- overload:begin (written by scripts/bench --overload --readme) -->"
 README_END = "<!-- overload:end -->"
@@ -204,13 +202,12 @@ class RssSampler:
 
 def run_ramp(pool, plan: OverloadPlan, ramp: Ramp, progress: Callable[[str], None]) -> dict:
     config = fleet_config(ramp.mode, plan.procs, prefix="overload-", **ramp.env)
-    try:
-        launcher.up(config, log=lambda *_: None)
+    with booted(config) as supervisor:
         port = config.port
         if ramp.path.startswith("/api/notes"):
             for i in range(20):  # a page of notes to list
                 request("POST", f"{config.url}/api/notes", {"title": f"overload {i}", "body": "x" * 200})
-        apps = {f"app-{app_port(p)}": p["pid"] for p in Supervisor(config.socket).app_processes()}
+        apps = {f"app-{app_port(p)}": p["pid"] for p in supervisor.app_processes()}
         settings = config.app_settings()
         load(pool, plan, port, ramp.path, rate=0, duration=2)  # warm-up: connections, caches, the driver's pool
         capacity_samples = load(pool, plan, port, ramp.path, rate=0, duration=plan.capacity_s)
@@ -249,8 +246,6 @@ def run_ramp(pool, plan: OverloadPlan, ramp: Ramp, progress: Callable[[str], Non
             "recovery": recovery_windows(recovery),
             "rss_before_kib": rss_before,
         }
-    finally:
-        stop_fleet(config)
 
 
 def run(plan: OverloadPlan, progress: Callable[[str], None] = print) -> dict:
@@ -319,7 +314,7 @@ def markdown(results: dict) -> str:
             f"**{ramp['name']}** (FLEET_MAX_IN_FLIGHT={ramp['max_in_flight']}): capacity "
             f"{ramp['capacity_rps']:.0f} req/s; unloaded ({UNLOADED_FACTOR:g}x) p50 {fmt(base['p50_ms'])} ms, "
             f"p99 {fmt(base['p99_ms'])} ms.",
-            report.table(
+            writer.table(
                 [
                     "load",
                     "offered/s",
@@ -375,9 +370,8 @@ def failed_total(results: dict) -> int:
 
 def write(results: dict, out: Path, with_plot: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "overload.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out / "overload.md").write_text(markdown(results))
-    written = [out / "overload.json", out / "overload.md"]
+    written = [writer.write_json(out / "overload.json", results), out / "overload.md"]
+    written[1].write_text(markdown(results))
     if with_plot:
         written.append(plot(results, out / "overload.png"))
     return written

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
+from bench.stats import percentile
 from fleet import probe
-from fleet.bench.stats import percentile
 from fleet.config import NGINX_TEMPLATE, nginx_binary
 from fleet.sandbox import start_process, stop_process
 
@@ -85,7 +85,7 @@ class NginxAlone:
         args = [nginx_binary(), "-p", f"{self.folder}/", "-c", str(conf), "-e", "stderr", "-g", "daemon off;"]
         self._process = start_process(args, self.folder / "nginx-stderr.log")
         answering = probe.wait_until(
-            lambda: probe.get_json("127.0.0.1", self.port, "/")[0] == 200 or self._process.poll() is not None, 10
+            lambda: probe.get_json(self.port, "/")[0] == 200 or self._process.poll() is not None, 10
         )
         if not answering or self._process.poll() is not None:
             self.__exit__()

@@ -22,8 +22,8 @@ import uuid
 from collections import Counter
 from urllib.parse import urlsplit
 
+from bench.stats import percentile
 from fleet import probe
-from fleet.bench.stats import percentile
 
 # What each client does, in turn; `_send` turns a step into a request and `_check` knows its expected status.
 CYCLE = ("write", "read_back", "db", "list")

@@ -4,9 +4,9 @@ What a team would write without this template, the way TechEmpower's own Tornado
 forked by `tornado.process.fork_processes`, each binding the one port with `SO_REUSEPORT` (the kernel spreads
 connections), uvloop, minimal handlers on the driver itself, no nginx, and none of the template's features (no
 metrics, request ids, logs, watchdog, stall shedding, drain, validation or JSON errors). The fleet is measured
-against it side by side, on the same database with the same N (fleet/bench/compare.py).
+against it side by side, on the same database with the same N (bench/compare.py).
 
-    python -m fleet.bench.plain_tornado --port 8090 --procs 2 --mode async --mongodb-uri mongodb://...
+    python -m bench.plain_tornado --port 8090 --procs 2 --mode async --mongodb-uri mongodb://...
 
 `--mode` picks the driver as the fleet's modes do: `motor` (AsyncIOMotorClient), `async` (PyMongo's
 AsyncMongoClient) or `threads` (MongoClient on a ThreadPoolExecutor). The parent process only waits for its children
@@ -34,7 +34,7 @@ import tornado.template
 import tornado.web
 from pymongo import UpdateOne
 
-from fleet.bench.cpu import child_pids
+from bench.cpu import child_pids
 
 MODES = ("motor", "async", "threads")
 WORLD_ROWS = 10_000
@@ -184,7 +184,7 @@ def stop_children(parent: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.bench.plain_tornado", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.plain_tornado", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--mode", choices=MODES, default="async")

@@ -1,7 +1,8 @@
-"""Measure mode switches under load: `python -m fleet.switch_trial [--procs 2 4] [--clients 16] [--rate 6]`.
+"""Measure mode switches under load: `scripts/switch-trial [--procs 2 4] [--clients 16] [--rate 6]`
+(`python -m bench switch-trial`).
 
 For each process count it boots a throw-away fleet (free ports, a /tmp folder, its own embedded database), runs
-the load generator (fleet/loadgen.py) through nginx, switches motor -> threads -> async -> motor with
+the load generator (bench/loadgen.py) through nginx, switches motor -> threads -> async -> motor with
 scripts/switch-db-mode, and prints a markdown table: how long each switch took, how many requests were made
 while it ran, how many failed, and their latency. Then it checks that every acknowledged write can be read back
 and stops the fleet. A measurement for the README, not a test: tests/test_switch.py asserts the same things.
@@ -18,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from fleet import launcher, sandbox
-from fleet.bench.stats import percentile
+from bench import writer
+from bench.loadgen import Load, all_note_ids
+from bench.stats import percentile
+from fleet import sandbox
 from fleet.config import ROOT
-from fleet.loadgen import Load, all_note_ids
 
 MODES = ("threads", "async", "motor")
 
@@ -30,26 +32,26 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
     config = sandbox.fleet_config("motor", procs, prefix="fleet-switch-trial-")
     env = {**os.environ, "FLEET_VAR_DIR": str(config.var_dir)}
     rows = []
-    try:
-        launcher.up(config, log=lambda *_: None)
-        with Load(config.url, clients=clients, rate=rate) as load:
-            time.sleep(2)
-            for mode in MODES:
-                started = time.monotonic()
-                result = subprocess.run(
-                    [str(ROOT / "scripts" / "switch-db-mode"), mode], env=env, capture_output=True, text=True
-                )
-                ended = time.monotonic()
-                log(result.stdout.rstrip())
-                if result.returncode != 0:
-                    raise RuntimeError(f"switch to {mode} failed: {result.stderr}")
-                rows.append({"procs": procs, "mode": mode, "started": started, "ended": ended})
+    with sandbox.booted(config):
+        try:
+            with Load(config.url, clients=clients, rate=rate) as load:
                 time.sleep(2)
-        outcomes = load.result.outcomes
-        missing = set(load.result.acknowledged) - all_note_ids(config.url)
-    finally:
-        kept = keep_logs(config.var_dir / "log", procs, log)
-        sandbox.stop_fleet(config)
+                for mode in MODES:
+                    started = time.monotonic()
+                    result = subprocess.run(
+                        [str(ROOT / "scripts" / "switch-db-mode"), mode], env=env, capture_output=True, text=True
+                    )
+                    ended = time.monotonic()
+                    log(result.stdout.rstrip())
+                    if result.returncode != 0:
+                        raise RuntimeError(f"switch to {mode} failed: {result.stderr}")
+                    rows.append({"procs": procs, "mode": mode, "started": started, "ended": ended})
+                    time.sleep(2)
+            outcomes = load.result.outcomes
+            missing = set(load.result.acknowledged) - all_note_ids(config.url)
+        finally:
+            # The logs go with the fleet's folder: keep a copy before it is stopped.
+            kept = keep_logs(config.var_dir / "log", procs, log)
     for row in rows:
         during = [o for o in outcomes if row["started"] <= o.started <= row["ended"]]
         row.update(
@@ -90,24 +92,31 @@ def keep_logs(logs: Path, procs: int, log) -> Path | None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = [
-        "| N | switch to | time | requests during it | of which writes | failed | p99 | max |",
-        "|---|---|---|---|---|---|---|---|",
+    header = ["N", "switch to", "time", "requests during it", "of which writes", "failed", "p99", "max"]
+    return writer.table(header, (table_row(r) for r in rows))
+
+
+def table_row(r: dict) -> list[str]:
+    return [
+        str(r["procs"]),
+        r["mode"],
+        f"{r['seconds']:.1f} s",
+        str(r["requests"]),
+        str(r["writes"]),
+        str(r["failed"]),
+        f"{r['p99_ms']:.0f} ms",
+        f"{r['max_ms']:.0f} ms",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['procs']} | {r['mode']} | {r['seconds']:.1f} s | {r['requests']} | {r['writes']} | {r['failed']} "
-            f"| {r['p99_ms']:.0f} ms | {r['max_ms']:.0f} ms |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleet.switch_trial", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="scripts/switch-trial", description=__doc__.splitlines()[0])
     parser.add_argument("--procs", type=int, nargs="+", default=[2, 4], help="process counts (default: 2 4)")
     parser.add_argument("--clients", type=int, default=16, help="load generator clients (default 16)")
     parser.add_argument("--rate", type=float, default=6.0, help="requests per second per client (default 6)")
     args = parser.parse_args(argv)
+    if not all(1 <= n <= 64 for n in args.procs) or not 1 <= args.clients <= 256 or not 0 < args.rate <= 1000:
+        parser.error("--procs must be in [1, 64], --clients in [1, 256] and --rate in (0, 1000]")
     rows = []
     try:
         for procs in args.procs:
@@ -118,7 +127,3 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     return 1 if any(r["failed"] for r in rows) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

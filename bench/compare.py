@@ -1,11 +1,11 @@
 """`scripts/bench --compare`: the fleet side by side with plain Tornado, per request and per layer.
 
-One run boots, on one embedded database: the plain-Tornado reference (fleet/bench/plain_tornado.py: N forked
+One run boots, on one embedded database: the plain-Tornado reference (bench/plain_tornado.py: N forked
 processes on one SO_REUSEPORT port, no nginx, none of the template's features) and the fleet (N processes behind
 nginx, every feature on), with the same N and the same driver; with `features`, also fleets with one feature off
 each. For every endpoint it alternates wrk runs between them, round after round (the order rotates each round),
 so that the machine's drift hits every variant alike, and reads each layer's CPU time from /proc around every run
-(fleet/bench/cpu.py). Ratios are taken per round and reported as the median with their range, which says how well
+(bench/cpu.py). Ratios are taken per round and reported as the median with their range, which says how well
 a ratio repeats.
 """
 
@@ -19,12 +19,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import cpu, wrk
+from bench.endpoints import ENDPOINTS
+from bench.errors import BenchError
+from bench.harness import booted_fleet
+from bench.machine import machine_info
 from fleet import probe
-from fleet.bench import cpu, wrk
-from fleet.bench.endpoints import ENDPOINTS
-from fleet.bench.errors import BenchError
-from fleet.bench.machine import machine_info
-from fleet.bench.runner import booted_fleet
 from fleet.sandbox import VENV_BIN, embedded_db, free_port_block, short_tmp_dir, start_process, stop_process
 from fleet.supervisor import Supervisor
 
@@ -142,11 +142,11 @@ def measure_endpoint(plan: ComparePlan, endpoint: str, targets: dict, pipeline: 
 @contextlib.contextmanager
 def plain_reference(plan: ComparePlan, db_uri: str, db_pids, folder: Path):
     port = free_port_block(1)
-    args = [str(VENV_BIN / "python"), "-m", "fleet.bench.plain_tornado", "--port", str(port)]
+    args = [str(VENV_BIN / "python"), "-m", "bench.plain_tornado", "--port", str(port)]
     args += ["--procs", str(plan.procs), "--mode", plan.mode, "--mongodb-uri", db_uri]
     process = start_process(args, folder / "plain-tornado.log")
     try:
-        if not probe.wait_until(lambda: probe.get_json("127.0.0.1", port, "/json")[0] == 200, 20):
+        if not probe.wait_until(lambda: probe.get_json(port, "/json")[0] == 200, 20):
             raise BenchError(f"plain Tornado did not start: {(folder / 'plain-tornado.log').read_text()[-1000:]}")
         workers = cpu.child_pids(process.pid)
         if len(workers) != plan.procs:
@@ -174,7 +174,7 @@ def runs_of(results: dict, variant: str, endpoint: str) -> list[dict]:
 
 def served_us(run: dict) -> float | None:
     """CPU µs per request of what serves it: nginx + app processes (the database and wrk are shared); None for a run
-    without CPU figures (its processes changed during it: fleet/bench/cpu.py)."""
+    without CPU figures (its processes changed during it: bench/cpu.py)."""
     if "app" not in run["cpu_us"]:
         return None
     return run["cpu_us"].get("nginx", 0.0) + run["cpu_us"]["app"]

@@ -5,7 +5,7 @@ A measurement is a plain dict (it goes to JSON and CSV as it is):
               alone); endpoint: a name from `endpoints.ENDPOINTS`, or the reference's own ("return 200", ...)
     mode, loop, procs   what was measured (None for references that have none)
     runs      one dict per run: rps, p50_ms, p99_ms, errors, requests, cpu_us (CPU µs per request by layer: nginx,
-              app, db, wrk; fleet/bench/cpu.py; empty where not measured)
+              app, db, wrk; bench/cpu.py; empty where not measured)
     rps, p50_ms, p99_ms, cpu_us the medians over the runs; errors, requests: the sums
 """
 
@@ -26,7 +26,7 @@ def summarize(runs: list[dict]) -> dict:
         "p99_ms": _median_or_none(r["p99_ms"] for r in runs),
         "errors": sum(r["errors"] for r in runs),
         "requests": sum(r["requests"] for r in runs),
-        # CPU µs per request per layer (fleet/bench/cpu.py), median over the runs that measured it.
+        # CPU µs per request per layer (bench/cpu.py), median over the runs that measured it.
         "cpu_us": {
             layer: statistics.median(r["cpu_us"][layer] for r in runs if layer in r.get("cpu_us", {}))
             for layer in sorted({layer for r in runs for layer in r.get("cpu_us", {})})

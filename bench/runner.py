@@ -18,20 +18,14 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from fleet import launcher, probe
-from fleet.bench import cpu, references, wrk
-from fleet.bench.endpoints import ENDPOINTS
-from fleet.bench.errors import BenchError
-from fleet.bench.machine import machine_info
-from fleet.bench.stats import measurement
-from fleet.config import FleetConfig
-from fleet.sandbox import (
-    embedded_db,
-    fleet_config,
-    free_port_block,
-    short_tmp_dir,
-    stop_fleet,
-)
+from bench import cpu, references, wrk
+from bench.endpoints import ENDPOINTS
+from bench.errors import BenchError
+from bench.harness import booted_fleet
+from bench.machine import machine_info
+from bench.stats import measurement
+from fleet import probe
+from fleet.sandbox import embedded_db, free_port_block, short_tmp_dir
 from fleet.supervisor import Supervisor
 
 # Seconds a fleet takes to boot and stop (for the time estimate only).
@@ -195,8 +189,8 @@ class CellRunner:
         duration_s: int | None = None,
         layers: cpu.Layers | None = None,
     ) -> dict:
-        """One measured wrk run, as a run dict (see `fleet.bench.stats`); with `layers`, also each layer's CPU µs
-        per request (fleet/bench/cpu.py)."""
+        """One measured wrk run, as a run dict (see `bench.stats`); with `layers`, also each layer's CPU µs
+        per request (bench/cpu.py)."""
         options = self.options(connections)
         duration_s = duration_s or self.plan.duration_s
         before = layers.snapshot() if layers else None
@@ -247,7 +241,7 @@ def measure_given_fleet(plan: Plan, cell: CellRunner, *, found: list[dict]) -> N
         port = url.port or 80
     except ValueError as exc:
         raise BenchError(f"--url {plan.url}: {exc}") from None
-    ready = probe.ready(port, host=url.hostname or "127.0.0.1")
+    ready = probe.ready((url.hostname or "127.0.0.1", port))
     if not ready:
         raise BenchError(f"{base}/readyz does not answer 200: is the fleet up?")
     mode, loop = ready.get("db_mode", "?"), ready.get("event_loop", "?")
@@ -265,7 +259,8 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
             for loop in plan.loops:
                 label = f"{mode}/{loop} procs={procs}"
                 progress(f"{label}: booting the fleet")
-                with booted_fleet(mode, loop, procs, db_uri) as config:
+                # On TCP, every cell alike: one process of the smallest fleet is also measured without nginx.
+                with booted_fleet(mode, loop, procs, db_uri, tcp=True) as config:
                     layers = cpu.fleet_layers(Supervisor(config.socket).pids(), db_pids)
                     for name in plan.endpoints:
                         endpoint = ENDPOINTS[name]
@@ -277,7 +272,7 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
                         )
                     if procs != smallest:
                         continue
-                    direct = f"http://127.0.0.1:{config.app_ports[0]}"
+                    direct = probe.url(config.app_address(config.app_ports[0]))
                     for name in plan.direct_endpoints:
                         endpoint = ENDPOINTS[name]
                         url = direct + endpoint.path
@@ -286,28 +281,3 @@ def measure_fleets(plan: Plan, cell: CellRunner, db_uri: str, progress, *, found
                         found.append(
                             measurement("direct", name, runs, mode=mode, loop=loop, procs=1, path=endpoint.path)
                         )
-
-
-@contextlib.contextmanager
-def booted_fleet(mode: str, loop: str | None, procs: int, db_uri: str, **app_env: str):
-    """A fleet on `db_uri` for the duration of the block; `loop` None: the settings' default event loop."""
-    if loop:
-        app_env = {"FLEET_EVENT_LOOP": loop, **app_env}
-    config: FleetConfig = fleet_config(mode, procs, mongodb_uri=db_uri, prefix="bench-", **app_env)
-    try:
-        try:
-            launcher.up(config, log=lambda *_: None)
-        except launcher.FleetError as exc:
-            raise BenchError(f"fleet {mode}/{loop} procs={procs} did not start: {exc}") from None
-        check_fleet(config, mode, loop)
-        yield config
-    finally:
-        stop_fleet(config)
-
-
-def check_fleet(config: FleetConfig, mode: str, loop: str | None) -> None:
-    """Every process must run the mode and loop the cell is labelled with, or the figures would lie."""
-    for port in config.app_ports:
-        ready = probe.ready(port) or {}
-        if ready.get("db_mode") != mode or (loop and ready.get("event_loop") != loop):
-            raise BenchError(f"process on port {port} reports {ready}, expected db_mode={mode} event_loop={loop}")
