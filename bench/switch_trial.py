@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from bench import writer
-from bench.loadgen import Load, all_note_ids
+from bench.loadgen import Load, Outcome, all_note_ids
 from bench.stats import percentile
 from fleet import sandbox
 from fleet.config import ROOT
@@ -53,15 +53,7 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
             # The logs go with the fleet's folder: keep a copy before it is stopped.
             kept = keep_logs(config.var_dir / "log", procs, log)
     for row in rows:
-        during = [o for o in outcomes if row["started"] <= o.started <= row["ended"]]
-        row.update(
-            seconds=row["ended"] - row["started"],
-            requests=len(during),
-            writes=sum(1 for o in during if o.op == "write"),
-            failed=sum(1 for o in during if o.failed),
-            p99_ms=1000 * percentile([o.latency for o in during], 99),
-            max_ms=1000 * max((o.latency for o in during), default=0.0),
-        )
+        tally(row, outcomes)
     total_failed = sum(1 for o in outcomes if o.failed)
     for outcome in [o for o in outcomes if o.failed][:10]:
         log(f"failed: {outcome.op} after {outcome.latency:.2f}s: {outcome.error}")
@@ -74,6 +66,21 @@ def trial(procs: int, clients: int, rate: float, log=print) -> list[dict]:
         f"{len(load.result.acknowledged)} writes acknowledged, {len(missing)} of them missing afterwards"
     )
     return rows
+
+
+def tally(row: dict, outcomes: list[Outcome]) -> dict:
+    """`row` (a switch: its mode, started, ended) with the requests started while it ran: count, writes, failed,
+    p99 and max latency."""
+    during = [o for o in outcomes if row["started"] <= o.started <= row["ended"]]
+    row.update(
+        seconds=row["ended"] - row["started"],
+        requests=len(during),
+        writes=sum(1 for o in during if o.op == "write"),
+        failed=sum(1 for o in during if o.failed),
+        p99_ms=1000 * percentile([o.latency for o in during], 99),
+        max_ms=1000 * max((o.latency for o in during), default=0.0),
+    )
+    return row
 
 
 def keep_logs(logs: Path, procs: int, log) -> Path | None:
