@@ -68,11 +68,11 @@ def changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return lines
 
 
-# What supervisord, and through it every program it runs, inherits from the caller of scripts/run: the locale, the
-# search path and the few variables a driver reads itself. Nothing else: the caller's MONGODB_URI (with its
-# password) or FLEET_SECRET_KEY must reach neither nginx nor the database; the app processes read every setting,
-# secrets included, from the env file (FLEET_ENV_FILE), which supervisord names for them.
-PASSED = {"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "MOTOR_MAX_WORKERS"}
+# What supervisord, and through it every program it runs, inherits from the caller of scripts/run: the locale and
+# the search path. Nothing else: the caller's MONGODB_URI (with its password) or FLEET_SECRET_KEY must reach neither
+# nginx nor the database; the app processes read every setting, secrets included, from the env file (FLEET_ENV_FILE),
+# which supervisord names for them. No driver variable either: FLEET_DB_THREADS, in the env file, sizes Motor's pool.
+PASSED = {"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR"}
 
 
 def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
