@@ -48,7 +48,8 @@ MIN_DRAIN_SECONDS = NGINX_UPSTREAM_KEEPALIVE_SECONDS + 1
 MAX_REQUEST_TIMEOUT_MS = 29_000
 
 # The embedded server's retryable-write bookkeeping is O(n) in recent writes: with retryWrites on, its write
-# throughput falls from ~2,000 to ~140 ops/s after 10,000 writes. Real mongod does not need this.
+# throughput collapses as writes accumulate (README "The embedded database and a real `mongod`" has the figures).
+# Real mongod does not need this.
 EMBEDDED_URI_OPTIONS = "retryWrites=false"
 DEFAULT_DB_PORT = 27018
 # Linux's limit for a unix socket's path, its terminating NUL included (sockaddr_un.sun_path).
