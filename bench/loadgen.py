@@ -6,7 +6,7 @@ most `rate` requests per second. Every request is counted; a failure is a connec
 any status the endpoint should not give. The ids of acknowledged writes (201) are kept, so a caller can check
 afterwards that every one of them can still be read back.
 
-Used by tests/test_switch.py and by `python -m fleet.switch_trial`; bounded by design (closed loop, capped rate,
+Used by tests/test_switch.py and by `scripts/switch-trial`; bounded by design (closed loop, capped rate,
 stopped by the caller), because the machine it runs on is shared with the fleet it measures.
 """
 
