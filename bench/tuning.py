@@ -84,9 +84,10 @@ def app_variants(cpus: int) -> list[AppVariant]:
         AppVariant("threads: FLEET_DB_THREADS=16 (default)", "threads"),
         AppVariant("threads: FLEET_DB_THREADS=4", "threads", {"FLEET_DB_THREADS": "4"}),
         AppVariant("threads: FLEET_DB_THREADS=64", "threads", {"FLEET_DB_THREADS": "64"}),
-        AppVariant(f"motor: MOTOR_MAX_WORKERS={5 * cpus} (default, 5 x CPUs)", "motor"),
-        AppVariant("motor: MOTOR_MAX_WORKERS=4", "motor", process_env={"MOTOR_MAX_WORKERS": "4"}),
-        AppVariant("motor: MOTOR_MAX_WORKERS=64", "motor", process_env={"MOTOR_MAX_WORKERS": "64"}),
+        # FLEET_DB_THREADS sizes Motor's pool too (app/store/motor_store.py); MOTOR_MAX_WORKERS is ignored.
+        AppVariant("motor: FLEET_DB_THREADS=16 (default)", "motor"),
+        AppVariant("motor: FLEET_DB_THREADS=4", "motor", {"FLEET_DB_THREADS": "4"}),
+        AppVariant("motor: FLEET_DB_THREADS=64", "motor", {"FLEET_DB_THREADS": "64"}),
     ]
 
 
