@@ -6,7 +6,7 @@ time, so a request that waited for a free connection behind a stuck one is count
 "coordinated omission"). With ``rate=0`` it is a closed loop instead: every connection sends its next request as
 soon as the previous one is answered, and latency is counted from the send.
 
-Bounded by design: a duration, a request cap, a per-request timeout, and 127.0.0.1 only.
+Bounded by design: a duration, a request cap, a per-request timeout, and 127.0.0.1 (or a local unix socket) only.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+
+from app.addresses import Address
 
 MAX_REQUESTS = 200_000
 HEAD_LIMIT = 64 * 1024
@@ -29,10 +31,11 @@ class Sample:
 
 
 class HttpConnection:
-    """One keep-alive HTTP/1.1 connection to 127.0.0.1:port, one request at a time, reopened when closed."""
+    """One keep-alive HTTP/1.1 connection, one request at a time, reopened when closed: to 127.0.0.1:`address`
+    (a port), or to an address of app/addresses.py (a unix socket's path, or (host, port))."""
 
-    def __init__(self, port: int, timeout: float):
-        self.port = port
+    def __init__(self, address: int | Address, timeout: float):
+        self.address = address
         self.timeout = timeout
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -47,7 +50,12 @@ class HttpConnection:
 
     async def _exchange(self, path: str) -> int:
         if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port, limit=HEAD_LIMIT)
+            if isinstance(self.address, str):
+                opened = asyncio.open_unix_connection(self.address, limit=HEAD_LIMIT)
+            else:
+                host, port = ("127.0.0.1", self.address) if isinstance(self.address, int) else self.address
+                opened = asyncio.open_connection(host, port, limit=HEAD_LIMIT)
+            self._reader, self._writer = await opened
         self._writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fleet-openloop\r\n\r\n".encode())
         head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         status_line, *header_lines = head.split("\r\n")
@@ -81,7 +89,7 @@ class HttpConnection:
 
 
 async def run_load(
-    port: int,
+    address: int | Address,
     path: str,
     *,
     t0: float,
@@ -90,9 +98,10 @@ async def run_load(
     connections: int,
     request_timeout: float = 15.0,
 ) -> list[Sample]:
-    """GET `path` on 127.0.0.1:`port` from `t0` (time.monotonic()) for `duration` seconds; one Sample each."""
+    """GET `path` on `address` (127.0.0.1:PORT, or see HttpConnection) from `t0` (time.monotonic()) for `duration`
+    seconds; one Sample each."""
     samples: list[Sample] = []
-    pool = [HttpConnection(port, request_timeout) for _ in range(connections)]
+    pool = [HttpConnection(address, request_timeout) for _ in range(connections)]
     try:
         if rate > 0:
             await _open_loop(pool, path, samples, t0=t0, duration=duration, rate=rate)

@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import Iterator
 
-from bench import harness
+from app.addresses import Address
 from bench.blast_radius.nginx_options import MAX_FAILS_1, Variant, variants
 from bench.blast_radius.scenarios import ALTERNATE_GAP, LOADS, PATHS, SIGSTOP_SECONDS, Scenario, Timing
 from bench.errors import BenchError
@@ -50,21 +50,21 @@ class BlastFleet:
 
 @contextlib.contextmanager
 def booted_fleet(procs: int, mode: str, shedding: bool, db_uri: str) -> Iterator[BlastFleet]:
-    """A fleet with FLEET_FAULTS on, for the duration of the block. Its app processes listen on TCP: the blocks
-    are sent to one process's own port (`fault_via` "direct" and "alternate")."""
+    """A fleet with FLEET_FAULTS on, for the duration of the block, listening as a shipped fleet does."""
     env = {"FLEET_FAULTS": "true", "FLEET_STALL_SHEDDING": str(shedding).lower()}
-    config = harness.fleet_config(mode, procs, mongodb_uri=db_uri, prefix="blast-", tcp=True, **env)
+    config = sandbox.fleet_config(mode, procs, mongodb_uri=db_uri, prefix="blast-", **env)
     with sandbox.booted(config) as supervisor:
         yield BlastFleet(config, supervisor, (config.var_dir / "nginx.conf").read_text())
 
 
-async def inject_blocks(ports: list[int], t0: float, timing: Timing) -> list[dict]:
-    """Block a loop at each of timing.starts, sending the k-th block to ports[k % len(ports)]; returns when each
+async def inject_blocks(targets: list[int | Address], t0: float, timing: Timing) -> list[dict]:
+    """Block a loop at each of timing.starts, sending the k-th block to targets[k % len(targets)] (nginx's port, or
+    an app process's address); returns when each
     block was asked for and answered. Blocks on two processes in turn follow each other closely (ALTERNATE_GAP):
     the second process stalls while nginx may still remember the first one's failures."""
     blocks = []
-    conns = [HttpConnection(port, timeout=timing.block_seconds + 30) for port in ports]
-    gap = timing.gap if len(ports) == 1 else min(timing.gap, ALTERNATE_GAP)
+    conns = [HttpConnection(target, timeout=timing.block_seconds + 30) for target in targets]
+    gap = timing.gap if len(targets) == 1 else min(timing.gap, ALTERNATE_GAP)
     try:
         for k, start in enumerate(dataclasses.replace(timing, gap=gap).starts):
             delay = t0 + start - time.monotonic()
@@ -104,11 +104,8 @@ async def drive(fleet: BlastFleet, scenario: Scenario, timing: Timing) -> tuple[
     if scenario.fault_via == "sigstop":
         faults = inject_stops(fleet.supervisor.pids()[f"app-{fleet.config.app_ports[0]}"], t0, timing)
     else:
-        targets = {
-            "direct": fleet.config.app_ports[:1],
-            "alternate": fleet.config.app_ports[:2],
-            "nginx": [fleet.config.port],
-        }[scenario.fault_via]
+        apps = [fleet.config.app_address(port) for port in fleet.config.app_ports]
+        targets = {"direct": apps[:1], "alternate": apps[:2], "nginx": [fleet.config.port]}[scenario.fault_via]
         faults = inject_blocks(targets, t0, timing)
     runs = [
         run_load(fleet.config.port, path, t0=t0, duration=timing.duration, rate=load.rate, connections=load.connections)
