@@ -8,7 +8,7 @@ from pathlib import Path
 from bench import compare
 from bench.compare import FEATURES_OFF, FLEET, PLAIN
 from bench.endpoints import ENDPOINTS
-from bench.machine import summary_line
+from bench.machine import measured_line
 from bench.writer import fmt_rate, fmt_ratio, table, write_json
 
 README_BEGIN = "<!-- compare:begin (written by scripts/bench --compare --readme) -->"
@@ -123,12 +123,6 @@ def target_lines(results: dict) -> list[str]:
     return lines
 
 
-def intro_line(info: dict) -> str:
-    when = info.get("date", "?")
-    load = ", ".join(f"{x:.2f}" for x in info.get("load_average", ()))
-    return f"Measured {when} on {summary_line(info)}; load average at start {load or 'n/a'}."
-
-
 def endpoint_title(endpoint: str) -> str:
     spec = ENDPOINTS[endpoint]
     return f"`{spec.path}`" + (" †" if spec.db_ops else "")
@@ -137,7 +131,7 @@ def endpoint_title(endpoint: str) -> str:
 def markdown(results: dict) -> str:
     config = results["config"]
     parts = [
-        intro_line(results["machine"]),
+        measured_line(results["machine"]),
         f"Side by side in one run: plain Tornado ({config['procs']} processes forked with `SO_REUSEPORT`, uvloop, "
         f"no nginx, no features) and the fleet ({config['procs']} processes behind nginx, every feature on), "
         f"`{config['mode']}` mode, one embedded database. wrk `-t{config['wrk_threads']} -c{config['connections']}` "

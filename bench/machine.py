@@ -71,6 +71,12 @@ def command_version(args: list[str]) -> str:
     return lines[0] if lines else "?"
 
 
+def measured_line(info: dict) -> str:
+    """The first line of every report: when, on what, and how busy the machine was when the run started."""
+    load = ", ".join(f"{x:.2f}" for x in info.get("load_average", ()))
+    return f"Measured {info.get('date', '?')} on {summary_line(info)}; load average at start {load or 'n/a'}."
+
+
 def summary_line(info: dict) -> str:
     packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
     return (

@@ -80,8 +80,7 @@ def intro(config: dict, info: dict, measurements: list[dict]) -> str:
     errors = total_errors(measurements)
     return "\n".join(
         [
-            f"Measured {info['date']} on {machine.summary_line(info)}; load average at start "
-            f"{', '.join(f'{x:.2f}' for x in info['load_average'])}.",
+            machine.measured_line(info),
             "",
             f"wrk `-t{config['wrk_threads']} -c{config['connections']}` ({fewer_connections(config)}), "
             f"{config['runs']} run(s) of {config['duration_s']} s per cell after a {config['warmup_s']} s warm-up "
