@@ -12,6 +12,7 @@ An address is a str (a unix socket's path) or a (host, port) tuple; everything t
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import urllib.parse
@@ -36,7 +37,10 @@ def bind(address: Address, backlog: int) -> list[socket.socket]:
     """Listening sockets for `address`. A unix socket is 0600: nginx and the tools run as the same account, and the
     folder (0700) already keeps everyone else out; a stale socket file of a previous run is replaced."""
     if isinstance(address, str):
-        return [tornado.netutil.bind_unix_socket(address, mode=0o600, backlog=backlog)]
+        try:
+            return [tornado.netutil.bind_unix_socket(address, mode=0o600, backlog=backlog)]
+        except ValueError as exc:  # something that is not a socket has the name: never removed
+            raise OSError(errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: {exc}") from None
     host, port = address
     return tornado.netutil.bind_sockets(port, address=host, backlog=backlog)
 

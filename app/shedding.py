@@ -60,6 +60,9 @@ from typing import TYPE_CHECKING
 import tornado.iostream
 import tornado.web
 
+from app import addresses
+from app.addresses import Address
+
 if TYPE_CHECKING:
     from app.lifecycle import FleetHTTPServer
 
@@ -94,7 +97,7 @@ class StallShedder:
         listening: Iterable[socket.socket],
         in_flight: set[tornado.web.RequestHandler],
         is_stalled: Callable[[], bool],
-        peers: Iterable[tuple[str, int]],
+        peers: Iterable[Address],
     ):
         self.server = server
         self.listening = list(listening)
@@ -404,10 +407,10 @@ def peek(conn: socket.socket) -> bytes:
         return b""
 
 
-def answers_health_check(peer: tuple[str, int]) -> bool:
+def answers_health_check(peer: Address) -> bool:
     """True if the process at `peer` answers /healthz with 200 within PEER_TIMEOUT: its loop is free."""
     try:
-        with socket.create_connection(peer, timeout=PEER_TIMEOUT) as conn:
+        with addresses.connect(peer, PEER_TIMEOUT) as conn:
             conn.sendall(b"GET /healthz HTTP/1.0\r\nHost: fleet-peer\r\n\r\n")
             return conn.recv(16).startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
     except OSError:

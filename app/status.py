@@ -1,10 +1,10 @@
 """The fleet's status, gathered by asking every process: what /status.json, the /status page and scripts/status show.
 
 All processes are asked at once (FLEET_APP_PORTS, written into the env file by scripts/run), each with two short
-requests: its /readyz on its app port (the probe nginx's users depend on), then its /process.json on its metrics
-port (pid, mode, uptime, loop lag, pools, request rate; see app.metrics). Both waits are capped (READYZ_TIMEOUT_MAX,
-SNAPSHOT_TIMEOUT), so a collection ends within ~3 s whatever FLEET_DB_TIMEOUT_MS is: well inside the 5 s nginx
-gives /status.json (deploy/nginx.conf). From the answers:
+requests: its /readyz on its app socket or port (the probe nginx's users depend on), then its /process.json on its
+metrics listener (pid, mode, uptime, loop lag, pools, request rate; see app.metrics). Both waits are capped
+(READYZ_TIMEOUT_MAX, SNAPSHOT_TIMEOUT), so a collection ends within ~3 s whatever FLEET_DB_TIMEOUT_MS is: well
+inside the 5 s nginx gives /status.json (deploy/nginx.conf). From the answers:
 
 - `ready`: /readyz said 200;
 - `draining`: the process is stopping (it answers its metrics port, its app port is closed or says draining);
@@ -23,10 +23,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 
+import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.simple_httpclient import HTTPTimeoutError
+
+from app.addresses import Address
+from app.settings import Settings
 
 log = logging.getLogger("fleet.status")
 
@@ -44,13 +49,15 @@ READYZ_TIMEOUT_MAX = 2.5
 SNAPSHOT_TIMEOUT = 0.5
 
 
-async def collect(ports: list[int], *, host: str, metrics_offset: int, request_timeout: float) -> dict:
-    """Ask every process on `ports` (concurrently) and return the fleet's status as a JSON-able dict."""
+async def collect(ports: list[int], settings: Settings, *, request_timeout: float) -> dict:
+    """Ask every process on `ports` (concurrently; at the addresses `settings` gives them) and return the fleet's
+    status as a JSON-able dict."""
     # One client per collection: it is closed (and its sockets with it) as soon as the answers are in.
-    client = AsyncHTTPClient(force_instance=True, max_clients=max(10, 2 * len(ports)))
+    sockets = ProcessSockets()
+    client = AsyncHTTPClient(force_instance=True, max_clients=max(10, 2 * len(ports)), resolver=sockets)
     try:
         processes = await asyncio.gather(
-            *(process_status(client, host, port, metrics_offset, request_timeout) for port in ports)
+            *(process_status(client, sockets, settings, port, request_timeout) for port in ports)
         )
     finally:
         client.close()
@@ -62,19 +69,23 @@ async def collect(ports: list[int], *, host: str, metrics_offset: int, request_t
     }
 
 
-async def process_status(client, host: str, port: int, metrics_offset: int, request_timeout: float) -> dict:
-    metrics_port = port + metrics_offset if metrics_offset else None
+async def process_status(
+    client, sockets: ProcessSockets, settings: Settings, port: int, request_timeout: float
+) -> dict:
+    metrics_address = settings.metrics_address(port)
     ready_code, ready = await fetch_json(
-        client, f"http://{host}:{port}/readyz", min(request_timeout, READYZ_TIMEOUT_MAX)
+        client, sockets.url(settings.app_address(port), "/readyz"), min(request_timeout, READYZ_TIMEOUT_MAX)
     )
     snapshot = None
     # One after the other, so the snapshot's in-flight count does not include our own /readyz. After a timeout
     # too: a snapshot tells a loop waiting on a slow database from a blocked one (which does not answer it).
-    if metrics_port and ready_code != "reset":
+    if metrics_address is not None and ready_code != "reset":
         _, snapshot = await fetch_json(
-            client, f"http://{host}:{metrics_port}/process.json", min(request_timeout, SNAPSHOT_TIMEOUT)
+            client, sockets.url(metrics_address, "/process.json"), min(request_timeout, SNAPSHOT_TIMEOUT)
         )
-    entry: dict = {"port": port, "metrics_port": metrics_port}
+    # metrics_port: where Prometheus scrapes this process (its own listener, or nginx's in front of its socket).
+    offset = settings.metrics_port_offset
+    entry: dict = {"port": port, "metrics_port": port + offset if offset else None}
     if isinstance(ready, dict):
         # /readyz knows pid and mode too: enough for a row even without the metrics listener.
         entry.update({key: ready[key] for key in ("pid", "db_mode") if key in ready})
@@ -87,6 +98,27 @@ async def process_status(client, host: str, port: int, metrics_offset: int, requ
         entry.update(snapshot)
     entry["state"], entry["detail"] = classify(ready_code, ready, snapshot)
     return entry
+
+
+class ProcessSockets(tornado.netutil.Resolver):
+    """Tornado's HTTP client speaks TCP only, unless its resolver answers with a unix socket: this one maps the
+    made-up host names of `url` to the processes' sockets, and resolves every other name as usual."""
+
+    def initialize(self) -> None:
+        self.paths: dict[str, str] = {}
+        self.fallback = tornado.netutil.DefaultLoopResolver()
+
+    def url(self, address: Address, path: str) -> str:
+        if isinstance(address, tuple):
+            return f"http://{address[0]}:{address[1]}{path}"
+        name = f"process-{len(self.paths)}.fleet"
+        self.paths[name] = address
+        return f"http://{name}{path}"
+
+    async def resolve(self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC) -> list:
+        if host in self.paths:
+            return [(socket.AF_UNIX, self.paths[host])]
+        return await self.fallback.resolve(host, port, family)
 
 
 def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from app import addresses
+from app.addresses import Address
 from app.settings import (
     DEFAULT_DB_PORT,
     Settings,
@@ -35,9 +37,17 @@ DEPLOY = ROOT / "deploy"
 SUPERVISORD_CONF = DEPLOY / "supervisord.conf"
 NGINX_TEMPLATE = DEPLOY / "nginx.conf"
 
-UPSTREAM_BEGIN = "# fleet:upstream-begin"
-UPSTREAM_END = "# fleet:upstream-end"
 LISTEN_MARK = "# fleet:listen"
+USER_MARK = "# fleet:user"
+# What the template's rendered lines hold for the defaults: the checkout's var/run, the default metrics offset.
+TEMPLATE_SOCKET_DIR = "var/run"
+TEMPLATE_METRICS_OFFSET = Settings.metrics_port_offset
+UPSTREAM_ADDRESS = r"127\.0\.0\.1:\d+|unix:\S+"
+METRICS_LISTEN = r"listen 127\.0\.0\.1:\d+;"
+METRICS_SOCKET = r"unix:\S+?\.metrics\.sock:"
+# The folder of the processes' sockets (app/addresses.py), under FLEET_VAR_DIR; FLEET_APP_LISTEN=tcp: none.
+SOCKET_SUBDIR = "run"
+APP_LISTEN = ("unix", "tcp")
 DEFAULT_FLEET_USER = "tornado-fleet"
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
 PROFILE_BEGIN = "# fleet:profile-begin"
@@ -73,6 +83,9 @@ class FleetConfig:
     # The account every program supervisord runs uses (README "Security"; fleet/privileges.py): "" is the one
     # running scripts/run. `from_env` makes it FLEET_USER, by default DEFAULT_FLEET_USER when run as root.
     user: str = ""
+    # FLEET_APP_LISTEN: "unix", each process on a unix socket in FLEET_VAR_DIR/run (app/addresses.py), or "tcp",
+    # on 127.0.0.1:PORT (what a benchmark needs to reach a process without nginx; squattable, README "Security").
+    app_listen: str = "unix"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FleetConfig:
@@ -103,6 +116,12 @@ class FleetConfig:
                 raw = environ["FLEET_PROMETHEUS"]
                 raise SettingsError(f"FLEET_PROMETHEUS={raw!r}: expected true or false") from None
         kwargs.update(account_settings(environ))
+        if environ.get("FLEET_APP_LISTEN", "").strip():
+            kwargs["app_listen"] = environ["FLEET_APP_LISTEN"].strip()
+        else:
+            # Not given: as the fleet was started (its env file), so every script reaches the processes where they
+            # listen, and a restart keeps it.
+            kwargs.update(saved_app_listen(kwargs.get("var_dir", ROOT / "var") / "fleet.env"))
         if environ.get("FLEET_PROMETHEUS_INTERVAL", "").strip():
             kwargs["prometheus_interval"] = environ["FLEET_PROMETHEUS_INTERVAL"].strip()
         app_vars = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"}
@@ -143,6 +162,8 @@ class FleetConfig:
             raise SettingsError("FLEET_NGINX_LOG_MAXBYTES: must be 0 (never rotate) or a size in bytes")
         if self.nginx_log_backups < 1:
             raise SettingsError("FLEET_NGINX_LOG_BACKUPS: must be at least 1")
+        if self.app_listen not in APP_LISTEN:
+            raise SettingsError(f"FLEET_APP_LISTEN: {self.app_listen!r} is not one of {', '.join(APP_LISTEN)}")
         if self.user and not USER_NAME.match(self.user):
             raise SettingsError(f"FLEET_USER: {self.user!r} is not a user name")
 
@@ -189,6 +210,24 @@ class FleetConfig:
         return list(range(self.app_port_base, self.app_port_base + self.procs))
 
     @property
+    def socket_dir(self) -> Path | None:
+        """The folder of the processes' unix sockets (0700), or None when they listen on TCP."""
+        return self.var_dir / SOCKET_SUBDIR if self.app_listen == "unix" else None
+
+    def app_address(self, port: int) -> Address:
+        """Where process `port` serves requests: its unix socket, or 127.0.0.1:PORT (app/addresses.py)."""
+        return addresses.app_address(str(self.socket_dir or ""), "127.0.0.1", port)
+
+    def app_url(self, port: int) -> str:
+        """The URL (no path) of process `port` itself, not through nginx (fleet.probe.request understands it)."""
+        return addresses.url(self.app_address(port))
+
+    def metrics_address(self, port: int) -> Address | None:
+        """Where process `port` serves its metrics (None: no metrics listener)."""
+        offset = self.app_settings().metrics_port_offset
+        return addresses.metrics_address(str(self.socket_dir or ""), "127.0.0.1", port, offset)
+
+    @property
     def embedded_db(self) -> bool:
         return self.mongodb_uri is None
 
@@ -211,7 +250,8 @@ class FleetConfig:
             uri = dbauth.authenticated_uri(self.db_port, self.db_password)
         # FLEET_APP_PORTS: the process serving /status asks every one of these.
         ports = ",".join(map(str, self.app_ports))
-        return Settings.from_mapping({**self.app_env, "MONGODB_URI": uri, "FLEET_APP_PORTS": ports})
+        derived = {"MONGODB_URI": uri, "FLEET_APP_PORTS": ports, "FLEET_SOCKET_DIR": str(self.socket_dir or "")}
+        return Settings.from_mapping({**self.app_env, **derived})
 
     def supervisor_env(self) -> dict[str, str]:
         """The variables `deploy/supervisord.conf` expands (%(ENV_...)s); supervisord passes them to children."""
@@ -240,6 +280,10 @@ class FleetConfig:
         """Create var/ and write what the processes read at start: the env file and nginx's config."""
         for sub in ("log", "db", "nginx/logs", "nginx/tmp"):
             (self.var_dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.socket_dir is not None:
+            # Only the fleet's account may create or open a socket here (fleet/privileges.py gives it the folder).
+            self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+            self.socket_dir.chmod(0o700)
         # Database files, logs, the env file: nobody but the fleet's own account looks inside. Not as root: with a
         # privilege drop fleet/privileges.py sets it, and without one (FLEET_USER=root) nginx's workers run as
         # nobody and must still reach their logs to reopen them (USR1, fleet/logrotate.py).
@@ -262,8 +306,12 @@ class FleetConfig:
             NGINX_TEMPLATE.read_text(),
             self.port,
             self.app_ports,
+            socket_dir=str(self.socket_dir) if self.socket_dir is not None else None,
+            metrics_offset=settings.metrics_port_offset,
             max_conns=settings.max_in_flight,
             profile=profile_lines(settings),
+            # A root master's workers would be nobody, who cannot enter the sockets' folder (deploy/nginx.conf).
+            user="root" if os.geteuid() == 0 and self.run_user == "root" else None,
         )
 
 
@@ -280,7 +328,17 @@ def saved_app_env(env_file: Path, app_vars: set[str]) -> dict[str, str]:
     saved: dict[str, str] = {}
     with contextlib.suppress(SettingsError):
         saved = read_env_file(env_file) if env_file.is_file() else {}
-    return {k: v for k, v in saved.items() if k in app_vars - {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}}
+    return {k: v for k, v in saved.items() if k in app_vars - {"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"}}
+
+
+def saved_app_listen(env_file: Path) -> dict[str, str]:
+    """{"app_listen": ...} as a fleet's env file records it (FLEET_SOCKET_DIR set or empty), or {} without one."""
+    saved: dict[str, str] = {}
+    with contextlib.suppress(SettingsError):
+        saved = read_env_file(env_file) if env_file.is_file() else {}
+    if "FLEET_SOCKET_DIR" not in saved:
+        return {}
+    return {"app_listen": "unix" if saved["FLEET_SOCKET_DIR"].strip() else "tcp"}
 
 
 def profile_lines(settings: Settings) -> list[str]:
@@ -326,39 +384,71 @@ def render_nginx(
     port: int,
     app_ports: list[int],
     *,
+    socket_dir: str | None = TEMPLATE_SOCKET_DIR,
+    metrics_offset: int = TEMPLATE_METRICS_OFFSET,
     max_conns: int | None = None,
     profile: list[str] | None = None,
+    user: str | None = None,
 ) -> str:
-    """Rewrite the lines marked `fleet:` in deploy/nginx.conf for this port and these app ports; `max_conns` (the
-    app's FLEET_MAX_IN_FLIGHT) replaces each server line's max_conns= (None: the template's stays); `profile`
-    replaces the lines between the fleet:profile markers (`profile_lines`; None: the template's stay)."""
+    """Rewrite the lines marked `fleet:` in deploy/nginx.conf for this port and these processes.
+
+    The upstream lists each process's unix socket in `socket_dir` (None: 127.0.0.1:PORT, for processes on TCP);
+    with sockets, nginx serves each process's metrics on 127.0.0.1:(PORT + `metrics_offset`) (0: none). `max_conns`
+    (the app's FLEET_MAX_IN_FLIGHT) replaces each server line's max_conns= (None: the template's stays); `profile`
+    the lines between the fleet:profile markers (`profile_lines`; None: the template's stay); `user` (if given)
+    becomes the fleet:user line's `user` directive. The defaults render the template as it is."""
     if profile is not None:
         template = render_profile(template, profile)
-    out: list[str] = []
-    model: str | None = None
-    inside = False
+
+    def upstream(model: str) -> list[str]:
+        if max_conns is not None:
+            model = re.sub(r"max_conns=\d+", f"max_conns={max_conns}", model)
+        return [re.sub(UPSTREAM_ADDRESS, upstream_address(socket_dir, p), model, count=1) for p in app_ports]
+
+    def metrics(model: str) -> list[str]:
+        if socket_dir is None or not metrics_offset:
+            return []
+        return [
+            re.sub(
+                METRICS_SOCKET,
+                f"unix:{os.path.join(socket_dir, f'app-{p}.metrics.sock')}:",
+                re.sub(METRICS_LISTEN, f"listen 127.0.0.1:{p + metrics_offset};", model, count=1),
+                count=1,
+            )
+            for p in app_ports
+        ]
+
+    template = render_block(template, "upstream", upstream)
+    template = render_block(template, "metrics", metrics)
+    out = []
     for line in template.splitlines():
-        if UPSTREAM_BEGIN in line:
-            inside = True
-            out.append(line)
-        elif UPSTREAM_END in line:
-            if model is None:
-                raise ValueError("deploy/nginx.conf: no server line between the fleet:upstream markers")
-            if max_conns is not None:
-                model = re.sub(r"max_conns=\d+", f"max_conns={max_conns}", model)
-            out += [re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{p}", model) for p in app_ports]
-            out.append(line)
-            inside = False
-        elif inside:
-            if model is None and line.strip().startswith("server "):
-                model = line
-        elif LISTEN_MARK in line:
+        if LISTEN_MARK in line:
             out.append(re.sub(r"listen(\s+)(\S*?)(\d+)(?=[;\s])", lambda m: f"listen{m[1]}{m[2]}{port}", line, count=1))
+        elif line.strip() == USER_MARK and user:
+            out.append(f"user {user};  {USER_MARK}")
         else:
             out.append(line)
-    if inside:
-        raise ValueError("deploy/nginx.conf: fleet:upstream-begin without fleet:upstream-end")
     return "\n".join(out) + "\n"
+
+
+def upstream_address(socket_dir: str | None, port: int) -> str:
+    return f"unix:{os.path.join(socket_dir, f'app-{port}.sock')}" if socket_dir is not None else f"127.0.0.1:{port}"
+
+
+def render_block(template: str, name: str, render) -> str:
+    """Replace the lines between `# fleet:NAME-begin` and `-end` with `render(model)`, the model being the first
+    line between them that is not a comment."""
+    begin, end = f"# fleet:{name}-begin", f"# fleet:{name}-end"
+    lines = template.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == begin]
+    ends = [i for i, line in enumerate(lines) if line.strip() == end]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"deploy/nginx.conf: needs one {begin} line and one {end} line after it")
+    inside = lines[starts[0] + 1 : ends[0]]
+    model = next((line for line in inside if line.strip() and not line.strip().startswith("#")), None)
+    if model is None:
+        raise ValueError(f"deploy/nginx.conf: no line to render between the fleet:{name} markers")
+    return "\n".join([*lines[: starts[0] + 1], *render(model), *lines[ends[0] :]]) + "\n"
 
 
 def render_profile(template: str, profile: list[str]) -> str:

@@ -64,7 +64,7 @@ class Host:
         return self.drain_file.exists()
 
     def hostz(self) -> tuple[int, dict | None]:
-        return probe.get_json("127.0.0.1", self.nginx_port, HEALTH_PATH, timeout=5.0)
+        return probe.get_json(self.nginx_port, HEALTH_PATH, timeout=5.0)
 
 
 def connect(config: FleetConfig) -> Host:

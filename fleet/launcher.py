@@ -37,7 +37,7 @@ from app.settings import Settings, SettingsError, env_name, parse_bool, read_env
 from fleet import dbauth, envfile, ports, privileges, probe, readiness, rolling, scale
 from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
 from fleet.seed import seed
-from fleet.supervisor import Supervisor, wait_for_exit
+from fleet.supervisor import Supervisor, app_port, wait_for_exit
 
 READY_TIMEOUT = 60.0
 
@@ -62,6 +62,7 @@ SHAPE_SETTINGS = (
     ("FLEET_APP_PORT_BASE", "8001", "first app port: processes use BASE ... BASE+N-1"),
     ("FLEET_DB_PORT", "27018", "port of the embedded database"),
     ("FLEET_VAR_DIR", "var/", "runtime folder: supervisord socket, logs, env file, database files"),
+    ("FLEET_APP_LISTEN", "unix", "unix: each process on a socket in FLEET_VAR_DIR/run; tcp: on 127.0.0.1:PORT"),
     ("FLEET_USER", "tornado-fleet as root, else you", "the account every program runs as (created when missing)"),
     ("MONGODB_URI", "unset: the embedded database", "the database; when set, the embedded one is not started"),
     ("FLEET_PROMETHEUS", "false", "true: supervisord also runs Debian's prometheus with the fleet's alerts"),
@@ -77,7 +78,7 @@ RUNNING_COMMANDS = {
     "FLEET_NGINX_LOG_BACKUPS": ("logrotate", r"--backups (\d+)"),
 }
 # Computed by scripts/run, never given: not compared with a running fleet.
-DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}
+DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"}
 
 
 class FleetError(RuntimeError):
@@ -101,7 +102,8 @@ def needed_ports(config: FleetConfig) -> dict[int, str]:
         needed[config.db_port] = "embedded database, FLEET_DB_PORT"
     offset = config.app_settings().metrics_port_offset
     for port in config.app_ports:
-        needed[port] = f"app process app-{port}"
+        if config.socket_dir is None:  # else the process listens on a socket, nginx on its metrics port
+            needed[port] = f"app process app-{port}"
         if offset:
             needed[port + offset] = f"metrics of app-{port}, FLEET_METRICS_PORT_OFFSET"
     if getattr(config, "prometheus", False):
@@ -216,7 +218,9 @@ def wait_ready(config: FleetConfig, supervisor: Supervisor, timeout: float, publ
     public_port = public_port or config.port
     deadline = time.monotonic() + timeout
     while True:
-        verdicts = [readiness.app_verdict(info) for info in supervisor.app_processes()]
+        verdicts = [
+            readiness.app_verdict(info, config.app_address(app_port(info))) for info in supervisor.app_processes()
+        ]
         verdicts.append(readiness.nginx_verdict(supervisor, public_port))
         failed = [v for v in verdicts if v.failed]
         if failed:
@@ -260,9 +264,11 @@ def reconfigure(config: FleetConfig, supervisor: Supervisor, requested: Mapping[
     db_port = embedded_db_port(supervisor, env.get("MONGODB_URI", ""))
     if db_port:
         shape["FLEET_DB_PORT"] = db_port
+    shape["FLEET_APP_LISTEN"] = running.app_listen
     for var, now in shape.items():
-        if var in requested and int(requested[var]) != now:
-            refused.append(f"{var}: {now} -> {requested[var]}")
+        # Each was parsed once already (FleetConfig.from_env): int() cannot fail here.
+        if var in requested and type(now)(requested[var].strip()) != now:
+            refused.append(f"{var}: {now} -> {requested[var].strip()}")
     for var, (now, wanted) in start_setting_changes(config, supervisor, requested).items():
         refused.append(f"{var}: {now} -> {wanted}")
     if "MONGODB_URI" in requested and requested["MONGODB_URI"].strip() != env.get("MONGODB_URI"):

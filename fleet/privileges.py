@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fleet.config import ROOT, STATUS_TOKEN_CONF, FleetConfig
+from fleet.config import ROOT, SOCKET_SUBDIR, STATUS_TOKEN_CONF, FleetConfig
 
 # The lowest port an unprivileged nginx may bind (Linux's net.ipv4.ip_unprivileged_port_start, by default).
 PRIVILEGED_PORTS = 1024
@@ -146,7 +146,7 @@ def own_var_dir(config: FleetConfig) -> None:
     config.var_dir.chmod(0o710)
     for private in (config.env_file, config.var_dir / STATUS_TOKEN_CONF):  # read by the app and by nginx
         os.chown(private, account.pw_uid, account.pw_gid)
-    for sub in ("db", "nginx", "prometheus"):
+    for sub in ("db", "nginx", "prometheus", SOCKET_SUBDIR):
         for folder, _, files in os.walk(config.var_dir / sub):
             os.chown(folder, account.pw_uid, account.pw_gid)
             for name in files:

@@ -9,6 +9,9 @@ import json
 import time
 from typing import Any
 
+from app import addresses
+from app.addresses import Address
+
 
 @dataclasses.dataclass
 class Response:
@@ -33,25 +36,40 @@ def request(
     headers: dict[str, str] | None = None,
     timeout: float = 10.0,
 ) -> Response:
-    """`body` is sent as JSON; `raw` as given. `url` is http://host:port/path?query. OSError when nothing answers."""
-    if not url.startswith("http://"):
-        raise ValueError(f"not an http:// URL: {url!r}")
-    hostport, _, path = url[len("http://") :].partition("/")
-    host, _, port = hostport.partition(":")
-    conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout)
+    """`body` is sent as JSON; `raw` as given. `url` is http://host:port/path?query, or http+unix:// and a unix
+    socket's quoted path (app.addresses.url). OSError when nothing answers."""
+    address, path = addresses.parse_url(url)
+    if isinstance(address, str):
+        conn: http.client.HTTPConnection = UnixHTTPConnection(address, timeout=timeout)
+    else:
+        conn = http.client.HTTPConnection(*address, timeout=timeout)
     payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     try:
-        conn.request(method, "/" + path, body=payload, headers=headers or {})
+        conn.request(method, path, body=payload, headers=headers or {})
         response = conn.getresponse()
         return Response(response.status, response.headers, response.read())
     finally:
         conn.close()
 
 
-def get_json(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, dict | None]:
-    """GET a JSON endpoint; (0, None) when nothing answers."""
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = addresses.connect(self.path, self.timeout)
+
+
+def url(address: int | Address) -> str:
+    """The URL (no path) of a process or nginx: a port on 127.0.0.1, or an address (app.addresses)."""
+    return addresses.url(("127.0.0.1", address) if isinstance(address, int) else address)
+
+
+def get_json(address: int | Address, path: str, timeout: float = 2.0) -> tuple[int, dict | None]:
+    """GET a JSON endpoint of `address` (see `url`); (0, None) when nothing answers."""
     try:
-        response = request("GET", f"http://{host}:{port}{path}", timeout=timeout)
+        response = request("GET", url(address) + path, timeout=timeout)
     except OSError:
         return 0, None
     try:
@@ -60,9 +78,9 @@ def get_json(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int
         return response.status, None
 
 
-def ready(port: int, host: str = "127.0.0.1") -> dict | None:
-    """The /readyz body of the process (or nginx) on `port` if it answers 200, else None."""
-    status, body = get_json(host, port, "/readyz")
+def ready(address: int | Address) -> dict | None:
+    """The /readyz body of the process or nginx at `address` (see `url`) if it answers 200, else None."""
+    status, body = get_json(address, "/readyz")
     return body if status == 200 else None
 
 

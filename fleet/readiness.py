@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from app import addresses
+from app.addresses import Address
 from fleet import ports, probe
 from fleet.rolling import tail_lines
-from fleet.supervisor import Supervisor, app_port
+from fleet.supervisor import Supervisor
 
 # supervisord states from which a process does not become ready by itself. Not BACKOFF: supervisord starts it
 # again (up to startretries, then FATAL); not every EXITED: one that exited with another status is restarted.
@@ -36,19 +38,24 @@ def gave_up(info: dict) -> bool:
     return info["statename"] in GAVE_UP or (info["statename"] == "EXITED" and info["exitstatus"] in NOT_RESTARTED)
 
 
-def app_verdict(info: dict) -> Verdict:
+def app_verdict(info: dict, address: Address) -> Verdict:
+    """Whether the app process supervisord describes in `info` is ready: the pid at `address` (its socket or port,
+    FleetConfig.app_address) is the one supervisord runs, and it answers /readyz with 200."""
     name, state, pid = info["name"], info["statename"], info["pid"]
     if gave_up(info):
         return Verdict(name, False, True, failure_reason(info))
     if state != "RUNNING":
         return Verdict(name, False, False, failure_reason(info) if state == "BACKOFF" else f"supervisord state {state}")
-    code, body = probe.get_json("127.0.0.1", app_port(info), "/readyz", timeout=2.0)
+    code, body = probe.get_json(address, "/readyz", timeout=2.0)
     answered = (body or {}).get("pid")
     if code == 200 and answered == pid:
         return Verdict(name, True, False, "")
     if code and answered and answered != pid:
-        holders = ", ".join(map(str, ports.holders(app_port(info)))) or "another process"
-        return Verdict(name, False, False, f"port {app_port(info)} is answered by {holders}, not by its pid {pid}")
+        # Only another fleet's process on the same port: a unix socket's folder is this fleet's alone.
+        held = ports.holders(address[1]) if isinstance(address, tuple) else []
+        holders = ", ".join(map(str, held)) or "another process"
+        where = addresses.describe(address)
+        return Verdict(name, False, False, f"{where} is answered by {holders}, not by its pid {pid}")
     return Verdict(name, False, False, f"/readyz answered {code}" if code else "/readyz: no answer")
 
 

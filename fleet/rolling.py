@@ -125,7 +125,7 @@ def status(fleet: Fleet) -> list[ProcessStatus]:
     rows = []
     for info in fleet.supervisor.app_processes():
         port = app_port(info)
-        code, body = probe.get_json("127.0.0.1", port, "/readyz", timeout=3.0)
+        code, body = probe.get_json(fleet.config.app_address(port), "/readyz", timeout=3.0)
         body = body or {}
         if code == 0:
             detail = "no answer"
@@ -208,7 +208,7 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
         new_pid = info["pid"] or new_pid
         if info["statename"] in GAVE_UP:
             raise failure(fleet, row, f"it exited at start ({info['statename']}: {info['spawnerr'] or 'see its log'})")
-        code, body = probe.get_json("127.0.0.1", row.port, "/readyz", timeout=2.0)
+        code, body = probe.get_json(fleet.config.app_address(row.port), "/readyz", timeout=2.0)
         body = body or {}
         if code:
             last = f"/readyz answered {code} {body.get('status', '')} {body.get('error', '')}".rstrip()
@@ -221,7 +221,7 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
         time.sleep(0.05)
 
     def routed_by_nginx() -> bool:
-        code, body = probe.get_json("127.0.0.1", fleet.nginx_port, "/readyz", timeout=2.0)
+        code, body = probe.get_json(fleet.nginx_port, "/readyz", timeout=2.0)
         return code == 200 and (body or {}).get("pid") == new_pid
 
     ready = time.monotonic()

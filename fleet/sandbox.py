@@ -153,7 +153,7 @@ def start_app(env: dict[str, str], log_dir: Path, *, ready_path: str = "/readyz"
     app = AppProcess(port, port + APP_METRICS_OFFSET, log, process)
 
     def answered() -> bool:
-        return probe.get_json("127.0.0.1", port, ready_path)[0] == 200 or process.poll() is not None
+        return probe.get_json(port, ready_path)[0] == 200 or process.poll() is not None
 
     up = probe.wait_until(answered, timeout)
     if not up or process.poll() is not None:
@@ -163,9 +163,16 @@ def start_app(env: dict[str, str], log_dir: Path, *, ready_path: str = "/readyz"
 
 
 def fleet_config(
-    mode: str = "motor", procs: int = 2, *, mongodb_uri: str | None = None, prefix: str = "fleet-", **app_env: str
+    mode: str = "motor",
+    procs: int = 2,
+    *,
+    mongodb_uri: str | None = None,
+    prefix: str = "fleet-",
+    app_listen: str = "unix",
+    **app_env: str,
 ) -> FleetConfig:
-    """A fleet in a new /tmp folder on free ports; with `mongodb_uri`, it uses that database instead of its own."""
+    """A fleet in a new /tmp folder on free ports; with `mongodb_uri`, it uses that database instead of its own.
+    `app_listen="tcp"`: its processes listen on their ports (for a client that must reach them without nginx)."""
     # App ports, nginx, database, then one metrics port per process (app port + FLEET_METRICS_PORT_OFFSET).
     base = free_port_block(2 * procs + 2)
     # The folder last: nothing is left behind in /tmp when no ports are free.
@@ -176,6 +183,7 @@ def fleet_config(
         app_port_base=base,
         db_port=base + procs + 1,
         mongodb_uri=mongodb_uri,
+        app_listen=app_listen,
         app_env={"FLEET_DB_MODE": mode, "FLEET_METRICS_PORT_OFFSET": str(procs + 2), **app_env},
     )
 
@@ -190,6 +198,7 @@ def script_env(config: FleetConfig) -> dict[str, str]:
         "FLEET_APP_PORT_BASE": str(config.app_port_base),
         "FLEET_PORT": str(config.port),
         "FLEET_DB_PORT": str(config.db_port),
+        "FLEET_APP_LISTEN": config.app_listen,
         # Throw-away fleets run as the invoking user, root included (scripts/run as root would otherwise drop to
         # tornado-fleet, which may not be able to read this checkout: tests/test_security_privileges.py).
         "FLEET_USER": config.run_user,

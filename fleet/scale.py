@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import pwd
 import sys
 import time
 import xmlrpc.client
@@ -70,8 +71,20 @@ def running_config(config: FleetConfig, supervisor: Supervisor) -> FleetConfig:
         port=rolling.nginx_port(config.var_dir / "nginx.conf"),
         procs=len(current),
         app_port_base=current[0],
-        app_env={k: v for k, v in env.items() if k not in ("MONGODB_URI", "FLEET_APP_PORTS")},
+        app_env={k: v for k, v in env.items() if k not in ("MONGODB_URI", "FLEET_APP_PORTS", "FLEET_SOCKET_DIR")},
+        # How the running processes listen is in their env file, and the account they run as is nginx's, whatever
+        # the caller's environment says: nginx's config is rendered again for them.
+        app_listen="unix" if env.get("FLEET_SOCKET_DIR") else "tcp",
+        user=process_user(supervisor.process("nginx")["pid"]) or config.user,
     )
+
+
+def process_user(pid: int) -> str:
+    """The name of the account process `pid` runs as ("" if it is gone)."""
+    try:
+        return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+    except (OSError, KeyError):
+        return ""
 
 
 def nginx_conf(config: FleetConfig) -> str:
@@ -113,7 +126,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
     target = dataclasses.replace(now, procs=procs)
     new_ports = target.app_ports[now.procs :]
     offset = Settings.from_mapping(read_env_file(now.env_file)).metrics_port_offset
-    needed = {port: f"app process app-{port}" for port in new_ports}
+    needed = {port: f"app process app-{port}" for port in new_ports if now.socket_dir is None}
     if offset:
         needed.update({port + offset: f"metrics of app-{port}" for port in new_ports})
     taken = ports.taken(needed)
@@ -141,7 +154,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
             except xmlrpc.client.Fault as fault:
                 if fault.faultCode != ALREADY_STARTED:
                     raise ScaleError(f"supervisord could not start {name}: {fault.faultString}") from None
-        wait_ready(supervisor, names, timeout)
+        wait_ready(target, supervisor, names, timeout)
     except BaseException:
         # Leave the fleet as it was: the new processes out, the env file's port list back.
         for name in names:
@@ -162,13 +175,14 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
     return new_ports
 
 
-def wait_ready(supervisor: Supervisor, names: list[str], timeout: float) -> None:
+def wait_ready(config: FleetConfig, supervisor: Supervisor, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     waiting = list(names)
     verdicts: dict[str, readiness.Verdict] = {}
     while waiting:
         for name in list(waiting):
-            verdict = readiness.app_verdict(supervisor.process(f"app:{name}"))
+            info = supervisor.process(f"app:{name}")
+            verdict = readiness.app_verdict(info, config.app_address(app_port(info)))
             verdicts[name] = verdict
             if verdict.failed:
                 raise ScaleError(f"{name} did not start: {verdict.why}. Nothing was changed.")

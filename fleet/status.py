@@ -66,8 +66,7 @@ def collect_local(config: FleetConfig) -> dict:
     report = asyncio.run(
         status.collect(
             ports,
-            host=settings.host,
-            metrics_offset=settings.metrics_port_offset,
+            settings,
             request_timeout=settings.db_timeout_ms / 1000 + 1.0,
         )
     )
@@ -99,7 +98,7 @@ def collect_url(url: str) -> dict:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise StatusError(f"--url: expected http://HOST[:PORT]/status.json, got {url!r}")
-    code, body = probe.get_json(parts.hostname, parts.port or 80, parts.path or "/status.json", timeout=10)
+    code, body = probe.get_json((parts.hostname or "", parts.port or 80), parts.path or "/status.json", timeout=10)
     if code != 200 or not isinstance(body, dict) or "processes" not in body:
         raise StatusError(f"{url}: no fleet status there (HTTP {code or 'no answer'})")
     return body

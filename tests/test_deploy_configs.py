@@ -22,22 +22,37 @@ def supervisor_groups(monkeypatch, config: FleetConfig) -> dict:
     return {group.name: group for group in options.process_group_configs}
 
 
-def upstream_ports(nginx_conf: str) -> list[int]:
+def upstream_ports(nginx_conf: str, socket_dir: str = "var/run") -> list[int]:
+    """The processes the upstream lists: by their sockets in `socket_dir`, or by their ports (None)."""
     block = re.search(r"upstream app \{(.*?)\}", nginx_conf, re.S).group(1)
-    return [int(p) for p in re.findall(r"^\s*server 127\.0\.0\.1:(\d+)", block, re.M)]
+    address = r"127\.0\.0\.1:(\d+)" if socket_dir is None else rf"unix:{re.escape(socket_dir)}/app-(\d+)\.sock"
+    return [int(p) for p in re.findall(rf"^\s*server {address} ", block, re.M)]
+
+
+def metrics_servers(nginx_conf: str) -> list[tuple[int, str]]:
+    """(port, socket) of each server nginx runs for a process's metrics."""
+    return re.findall(r"listen 127\.0\.0\.1:(\d+);.*proxy_pass http://unix:(\S+?):/metrics;", nginx_conf)
 
 
 @pytest.mark.parametrize("procs", [2, 5])
-def test_nginx_upstream_lists_exactly_supervisords_app_processes(monkeypatch, tmp_path, procs):
-    config = FleetConfig(var_dir=tmp_path, procs=procs, port=18080, app_port_base=18101, db_port=18200)
+@pytest.mark.parametrize("listen", ["unix", "tcp"])
+def test_nginx_upstream_lists_exactly_supervisords_app_processes(monkeypatch, tmp_path, procs, listen):
+    config = FleetConfig(
+        var_dir=tmp_path, procs=procs, port=18080, app_port_base=18101, db_port=18200, app_listen=listen
+    )
     groups = supervisor_groups(monkeypatch, config)
     app_ports = [int(re.search(r"--port (\d+)", p.command).group(1)) for p in groups["app"].process_configs]
     names = [p.name for p in groups["app"].process_configs]
 
-    rendered = render_nginx(NGINX_TEMPLATE.read_text(), config.port, config.app_ports)
-    assert upstream_ports(rendered) == app_ports == list(range(18101, 18101 + procs))
+    rendered = config.nginx_conf()
+    socket_dir = str(tmp_path / "run") if listen == "unix" else None
+    assert upstream_ports(rendered, socket_dir) == app_ports == list(range(18101, 18101 + procs))
     assert names == [f"app-{port}" for port in app_ports]
     assert re.search(r"^\s*listen 18080;", rendered, re.M)
+    # Prometheus's ports: nginx's in front of the metrics sockets, or the processes' own (none in nginx).
+    offset = config.app_settings().metrics_port_offset
+    expected = [(str(p + offset), f"{tmp_path}/run/app-{p}.metrics.sock") for p in app_ports]
+    assert metrics_servers(rendered) == (expected if listen == "unix" else [])
 
     # nginx itself accepts the rendered file.
     prefix = tmp_path / "nginx"
@@ -54,6 +69,10 @@ def test_nginx_upstream_lists_exactly_supervisords_app_processes(monkeypatch, tm
 def test_the_template_itself_is_the_default_two_process_config():
     template = NGINX_TEMPLATE.read_text()
     assert upstream_ports(template) == [8001, 8002]
+    assert metrics_servers(template) == [
+        ("9001", "var/run/app-8001.metrics.sock"),
+        ("9002", "var/run/app-8002.metrics.sock"),
+    ]
     assert render_nginx(template, 8080, [8001, 8002]) == template
 
 

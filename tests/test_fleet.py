@@ -77,7 +77,7 @@ def test_a_killed_process_is_restarted_and_the_fleet_keeps_answering(fleet):
             lambda: (
                 (info := supervisor.process(f"app:{victim['name']}"))["statename"] == "RUNNING"
                 and info["pid"] != victim["pid"]
-                and probe.ready(app_port(victim))
+                and probe.ready(fleet.app_address(app_port(victim)))
             ),
             20,
         )

@@ -56,7 +56,7 @@ def test_a_stopped_database_gives_fast_json_503s_and_the_fleet_recovers_by_itsel
         ]
         with concurrent.futures.ThreadPoolExecutor(len(calls) + fleet.procs) as pool:
             readyz = [
-                pool.submit(timed, get, f"http://127.0.0.1:{p}/readyz", timeout=CLIENT_TIMEOUT) for p in fleet.app_ports
+                pool.submit(timed, get, f"{fleet.app_url(p)}/readyz", timeout=CLIENT_TIMEOUT) for p in fleet.app_ports
             ]
             api = [
                 pool.submit(timed, request, m, fleet.url + path, body, timeout=CLIENT_TIMEOUT)
@@ -72,7 +72,7 @@ def test_a_stopped_database_gives_fast_json_503s_and_the_fleet_recovers_by_itsel
                 assert (response.status, response.json()) == (503, UNAVAILABLE), (method, path, response.body)
                 api_times.append(elapsed)
         for port in fleet.app_ports:
-            assert get(f"http://127.0.0.1:{port}/healthz").status == 200
+            assert get(f"{fleet.app_url(port)}/healthz").status == 200
         assert get(f"{fleet.url}/healthz").status == 200
     finally:
         restart_called = time.monotonic()
@@ -83,7 +83,7 @@ def test_a_stopped_database_gives_fast_json_503s_and_the_fleet_recovers_by_itsel
     recovered = probe.wait_until(lambda: get(f"{fleet.url}/api/notes/{note['id']}").status == 200, 20, interval=0.05)
     recovered_at = time.monotonic()
     assert recovered, "the fleet did not recover after the database came back"
-    assert probe.wait_until(lambda: all(probe.ready(port) for port in fleet.app_ports), 10)
+    assert probe.wait_until(lambda: all(probe.ready(fleet.app_address(port)) for port in fleet.app_ports), 10)
     all_ready_at = time.monotonic()
     assert app_pids(supervisor) == pids, "an app process crashed or was restarted"
     assert get(f"{fleet.url}/api/notes/{note['id']}").json() == note  # the refused PATCH and DELETE did nothing

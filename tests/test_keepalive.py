@@ -52,7 +52,7 @@ def test_a_draining_process_leaves_idle_connections_to_nginx_and_serves_what_arr
         app.process.send_signal(signal.SIGTERM)
         # The drain has begun once the port refuses new connections; then wait well past the 0.25 s of quiet after
         # which the first version's drain closed idle connections.
-        assert probe.wait_until(lambda: probe.get_json("127.0.0.1", app.port, "/healthz", timeout=1)[0] == 0, 10)
+        assert probe.wait_until(lambda: probe.get_json(app.port, "/healthz", timeout=1)[0] == 0, 10)
         time.sleep(1.0)
         body = json.dumps({"title": "sent on an idle kept-alive connection"}).encode()
         post = b"POST /api/notes HTTP/1.1\r\nHost: app\r\nContent-Type: application/json\r\n"

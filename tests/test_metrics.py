@@ -63,7 +63,7 @@ def test_each_process_counts_the_requests_it_served(threads_fleet):
     assert sum(served.values()) == 20
     assert all(n > 0 for n in served.values()), served  # least_conn alternates between idle processes
     for port, samples in after.items():
-        assert value(samples, "fleet_process_info", mode="threads", port=str(port), pid=_pid(port)) == 1
+        assert value(samples, "fleet_process_info", mode="threads", port=str(port), pid=_pid(threads_fleet, port)) == 1
         assert value(samples, "fleet_process_start_time_seconds") <= time.time()
         assert value(samples, "process_start_time_seconds") > 0
         # One find_one per /db, timed in the latency histogram of that operation and of the handler.
@@ -77,8 +77,8 @@ def test_each_process_counts_the_requests_it_served(threads_fleet):
         assert value(samples, "fleet_http_requests_in_flight") == 0
 
 
-def _pid(port: int) -> str:
-    return str(probe.ready(port)["pid"])
+def _pid(config, port: int) -> str:
+    return str(probe.ready(config.app_address(port))["pid"])
 
 
 @pytest.mark.fleet
@@ -87,7 +87,13 @@ def test_metrics_are_served_per_process_and_not_through_nginx(threads_fleet):
     assert response.status == 404
     assert b"fleet_http_requests_total" not in response.body
     pids = {
-        value(scrape(metrics_port(threads_fleet, p)), "fleet_process_info", mode="threads", port=str(p), pid=_pid(p))
+        value(
+            scrape(metrics_port(threads_fleet, p)),
+            "fleet_process_info",
+            mode="threads",
+            port=str(p),
+            pid=_pid(threads_fleet, p),
+        )
         for p in threads_fleet.app_ports
     }
     assert pids == {1.0}
@@ -138,7 +144,7 @@ def test_pool_gauges_move_under_load(threads_fleet):
     def load():
         # Straight to one process (not through nginx), 8 at a time, each request 20 reads: more than 2 threads.
         while not stop.is_set():
-            status = get(f"http://127.0.0.1:{port}/queries?queries=20", timeout=30).status
+            status = get(f"{threads_fleet.app_url(port)}/queries?queries=20", timeout=30).status
             if status != 200:
                 errors.append(status)
 

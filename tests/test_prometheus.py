@@ -75,12 +75,12 @@ def test_bad_settings_are_refused_naming_the_variable(environ, message):
 
 
 def query(port: int, promql: str) -> list[dict]:
-    status, body = probe.get_json("127.0.0.1", port, "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+    status, body = probe.get_json(port, "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
     return body["data"]["result"] if status == 200 and body else []
 
 
 def alerts(port: int, name: str) -> list[dict]:
-    status, body = probe.get_json("127.0.0.1", port, "/api/v1/alerts")
+    status, body = probe.get_json(port, "/api/v1/alerts")
     found = body["data"]["alerts"] if status == 200 and body else []
     return [alert for alert in found if alert["labels"]["alertname"] == name]
 
@@ -112,10 +112,12 @@ def test_prometheus_sees_every_process_up_and_a_blocked_loop_raises_the_stall_al
         blocked = config.app_ports[0]
         assert alerts(prometheus_port, "FleetEventLoopStalls") == []
 
-        # Block one process's loop for 3 s through its own port (not nginx, which would pick either process).
+        # Block one process's loop for 3 s through its own socket (not nginx, which would pick either process).
         answers: list = []
         blocker = threading.Thread(
-            target=lambda: answers.append(probe.get_json("127.0.0.1", blocked, "/fault/block?seconds=3", timeout=15))
+            target=lambda: answers.append(
+                probe.get_json(config.app_address(blocked), "/fault/block?seconds=3", timeout=15)
+            )
         )
         blocker.start()
         try:

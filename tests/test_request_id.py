@@ -61,14 +61,14 @@ def test_nginx_makes_an_id_the_app_returns_and_both_log(debug_fleet):
     assert line["status"] == 200 and line["method"] == "GET" and line["path"] == "/json"
     assert line["mode"] == MODE
     assert line["port"] in debug_fleet.app_ports
-    assert line["pid"] == probe.ready(line["port"])["pid"]
+    assert line["pid"] == probe.ready(debug_fleet.app_address(line["port"]))["pid"]
 
     access = probe.wait_until(lambda: access_log_lines(debug_fleet, request_id), 10)
     assert access, f"no access log line with request id {request_id}"
     (entry,) = access
     assert entry["uri"] == "/json" and entry["status"] == 200
     # The access log names the process that served it: the one whose log has the line.
-    assert entry["upstream"] == f"127.0.0.1:{line['port']}"
+    assert entry["upstream"] == "unix:" + debug_fleet.app_address(line["port"])
 
 
 def test_a_valid_incoming_id_is_kept_end_to_end(debug_fleet):
@@ -103,8 +103,8 @@ def test_error_responses_carry_the_id_and_are_logged_with_it(debug_fleet):
 
 def test_the_app_reached_directly_makes_its_own_id(debug_fleet):
     port = debug_fleet.app_ports[0]
-    first = get(f"http://127.0.0.1:{port}/healthz").headers["X-Request-ID"]
-    second = get(f"http://127.0.0.1:{port}/healthz").headers["X-Request-ID"]
+    first = get(f"{debug_fleet.app_url(port)}/healthz").headers["X-Request-ID"]
+    second = get(f"{debug_fleet.app_url(port)}/healthz").headers["X-Request-ID"]
     assert NGINX_ID.match(first) and NGINX_ID.match(second) and first != second
 
 
@@ -112,7 +112,7 @@ def test_every_app_log_line_is_json_with_pid_port_and_mode(debug_fleet):
     for port in debug_fleet.app_ports:
         lines = json_lines(debug_fleet.var_dir / "log" / f"app-{port}.log")
         assert any(line["message"].startswith("listening on") for line in lines)
-        pid = probe.ready(port)["pid"]
+        pid = probe.ready(debug_fleet.app_address(port))["pid"]
         for line in lines:
             assert (line["pid"], line["port"], line["mode"]) == (pid, port, MODE), line
             assert {"time", "level", "logger", "message"} <= set(line), line

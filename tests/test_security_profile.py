@@ -85,14 +85,19 @@ def test_the_host_and_the_bearer_token_see_the_internals(production_fleet):
 
 def test_the_app_refuses_the_internals_and_has_no_benchmark_or_fault_routes_without_nginx(production_fleet):
     """A process reached some other way than through nginx's checks (nginx sets X-Real-IP from the connection)."""
-    app = f"http://127.0.0.1:{production_fleet.app_ports[0]}"
+    app = production_fleet.app_url(production_fleet.app_ports[0])  # its unix socket
     far = {"X-Real-IP": "127.0.0.2"}
+
+    def fetch_app(path: str, headers: dict[str, str] | None = None):
+        response = probe.request("GET", app + path, headers=headers)
+        return response.status, response.json() if response.status >= 400 else None
+
     for path in INTERNALS:
-        status, body = fetch(app, path, "127.0.0.1", far)
+        status, body = fetch_app(path, far)
         assert status == 403 and body["error"].startswith("the fleet's internals are served in production"), path
-        assert fetch(app, path, "127.0.0.1", {**far, "Authorization": f"Bearer {TOKEN}"})[0] == 200, path
+        assert fetch_app(path, {**far, "Authorization": f"Bearer {TOKEN}"})[0] == 200, path
     for path in BENCHMARKS + FAULTS:
-        status, body = fetch(app, path, "127.0.0.1")
+        status, body = fetch_app(path)
         assert status == 404 and body["error"].startswith("no such endpoint"), path
 
 
@@ -194,7 +199,7 @@ def test_a_production_process_whose_metrics_port_is_taken_does_not_serve(mongo_u
     process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / "app.log", env)
     try:
         assert process.wait(30) == 3
-        assert f"metrics port {port + 1} not served" in (tmp_path / "app.log").read_text()
+        assert f"metrics listener 127.0.0.1:{port + 1} not served" in (tmp_path / "app.log").read_text()
     finally:
         stop_process(process)
         squatter.close()

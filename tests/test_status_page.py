@@ -133,7 +133,7 @@ def test_scripts_status_prints_a_table_from_the_env_file(status_fleet):
 def test_a_stuck_process_shows_as_not_responding(status_fleet):
     stuck, other = Supervisor(status_fleet.socket).app_processes()
     # Asked straight at the other process: through nginx, the request itself might land on the stuck one.
-    url = f"http://127.0.0.1:{int(other['name'].split('-')[1])}/status.json"
+    url = f"{status_fleet.app_url(app_port(other))}/status.json"
     os.kill(stuck["pid"], signal.SIGSTOP)  # a blocked event loop, as far as anyone outside can tell
     try:
         report = get(url, timeout=10).json()

@@ -24,9 +24,7 @@ class StatusJsonHandler(InternalHandler):
         fleet = self.fleet
         report = await status.collect(
             fleet.fleet_ports(self.process.port),
-            # FLEET_HOST is 127.0.0.1 or 0.0.0.0 (app/settings.py): either way every process listens on loopback.
-            host="127.0.0.1",
-            metrics_offset=fleet.metrics_port_offset,
+            fleet,
             # A /readyz waits at most the database timeout; a process silent for longer than that is stuck
             # (app.status caps the wait so that nginx's 5 s for /status.json is never reached).
             request_timeout=fleet.db_timeout_ms / 1000 + 1.0,
