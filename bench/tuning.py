@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from bench import harness, runner, wrk
 from bench.endpoints import DB_BOUND_NOTE, ENDPOINTS
-from bench.machine import machine_info, summary_line
+from bench.machine import machine_info, measured_line
 from bench.stats import measurement, ratio
 from bench.writer import fmt_ms, fmt_rate, fmt_ratio, table
 from fleet import nginx_reload
@@ -224,8 +224,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# Tuning knobs, one at a time",
         "",
-        f"Measured {info['date']} on {summary_line(info)}; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in info['load_average'])}. wrk `-t{config['wrk_threads']} "
+        f"{measured_line(info)} wrk `-t{config['wrk_threads']} "
         f"-c{config['connections']}`, {config['runs']} run(s) of {config['duration_s']} s after a "
         f"{config['warmup_s']} s warm-up, medians; {TUNE_PROCS} app processes. Database endpoints are {DB_BOUND_NOTE}.",
         "",
