@@ -284,11 +284,9 @@ class FleetConfig:
             # Only the fleet's account may create or open a socket here (fleet/privileges.py gives it the folder).
             self.socket_dir.mkdir(mode=0o700, exist_ok=True)
             self.socket_dir.chmod(0o700)
-        # Database files, logs, the env file: nobody but the fleet's own account looks inside. Not as root: with a
-        # privilege drop fleet/privileges.py sets it, and without one (FLEET_USER=root) nginx's workers run as
-        # nobody and must still reach their logs to reopen them (USR1, fleet/logrotate.py).
-        if os.geteuid() != 0:
-            self.var_dir.chmod(0o700)
+        # Database files, logs, the env file: nobody but the fleet's own account looks inside (with a privilege
+        # drop, fleet/privileges.py then lets the fleet's group through).
+        self.var_dir.chmod(0o700)
         write_env_file(self.env_file, self.app_settings().to_env())
         prometheus.write_files(
             self.var_dir / "prometheus",

@@ -9,6 +9,7 @@ copy of app/, fleet/ and deploy/), or skips saying why.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -119,6 +120,32 @@ def readable_checkout(user: str, workdir: Path) -> tuple[str, Path]:
     return python, checkout
 
 
+SQUAT = """
+import errno, json, socket, sys
+path, port, found = sys.argv[1], int(sys.argv[2]), {}
+def attempt(name, action):
+    try:
+        action()
+        found[name] = "done"
+    except PermissionError:
+        found[name] = "denied"
+    except OSError as exc:
+        found[name] = "in use" if exc.errno == errno.EADDRINUSE else repr(exc)
+attempt("connect", lambda: socket.socket(socket.AF_UNIX).connect(path))
+attempt("bind", lambda: socket.socket(socket.AF_UNIX).bind(path))
+attempt("tcp", lambda: socket.create_server(("127.0.0.1", port)))
+print(json.dumps(found))
+"""
+
+
+def squat(python: str, path: str, metrics_port: int) -> dict[str, str]:
+    """What STRANGER gets trying to connect to a process's socket, to bind one in its place, and to bind its
+    metrics port."""
+    result = run_as(STRANGER, [python, "-c", SQUAT, path, str(metrics_port)], cwd="/", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def uid_of(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("Uid:"):
@@ -162,6 +189,19 @@ def test_scripts_run_as_root_runs_every_program_as_the_fleet_account_with_privat
         query = f"from pymongo import MongoClient; MongoClient('127.0.0.1', {config.db_port}).fleet.world.find_one()"
         refused = run_as(STRANGER, [python, "-c", query], cwd="/", env={"PATH": "/usr/bin:/bin"}, timeout=60)
         assert refused.returncode != 0 and "requires authentication" in refused.stderr, refused.stderr
+        # Nor reach a process behind nginx's back, nor take its place while it restarts: its socket is in a folder
+        # only the fleet's account may enter, and nginx holds the metrics port (a free loopback port is anyone's).
+        sockets = config.socket_dir.stat()
+        assert (stat.S_IMODE(sockets.st_mode), sockets.st_uid) == (0o700, account.pw_uid)
+        victim = config.app_ports[0]
+        path, metrics_port = config.app_address(victim), victim + config.app_settings().metrics_port_offset
+        assert {(stat.S_IMODE(os.stat(p).st_mode), os.stat(p).st_uid) for p in config.socket_dir.iterdir()} == {
+            (0o600, account.pw_uid)
+        }
+        assert squat(python, path, metrics_port) == {"connect": "denied", "bind": "denied", "tcp": "in use"}
+        supervisor.rpc.stopProcess(f"app:app-{victim}", True)  # the window of a restart
+        assert squat(python, path, metrics_port) == {"connect": "denied", "bind": "denied", "tcp": "in use"}
+        supervisor.rpc.startProcess(f"app:app-{victim}", True)
         # And the fleet's account cannot touch supervisord's files (root writes its logs there).
         log = run_as(fleet_account, ["/usr/bin/touch", str(config.var_dir / "log" / "planted")], timeout=30)
         assert log.returncode != 0
