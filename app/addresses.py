@@ -65,7 +65,7 @@ def describe(address: Address) -> str:
 
 def url(address: Address) -> str:
     """An http URL (no path) for `address`; a unix socket's is `http+unix://` + the quoted path, the form
-    fleet.probe.request and app.status's client understand."""
+    fleet.probe.request and app/process_status.py's client understand."""
     if isinstance(address, str):
         return "http+unix://" + urllib.parse.quote(address, safe="")
     return f"http://{address[0]}:{address[1]}"

@@ -1,4 +1,4 @@
-"""This process in one JSON-able dict: what its /process.json answers, for the status page (app/status.py).
+"""This process in one JSON-able dict: what its /process.json answers, for the status page (app/process_status.py).
 
 pid, mode, port, uptime, draining and in-flight requests, the request rate, loop lag and pool figures. No setting
 is in it, so no secret is. The counts come from `app.metrics.Metrics`; the rate is this module's own: a window of

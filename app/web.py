@@ -10,7 +10,7 @@ import tornado.web
 
 from app.handlers import benchmark, fault, health, notes, openapi, slow
 from app.handlers.base import NotFoundHandler
-from app.handlers.status import StatusAssetHandler, StatusJsonHandler, StatusPageHandler
+from app.handlers.status_page import StatusAssetHandler, StatusJsonHandler, StatusPageHandler
 from app.lifecycle import Lifecycle
 from app.watchdog import Watchdog
 
@@ -67,7 +67,7 @@ def make_app(
         template_path=str(HERE / "templates"),
         log_function=log_request,
         # Dependencies, read by BaseHandler's properties.
-        fleet=settings,
+        config=settings,
         store=store,
         blocking=blocking,
         process=ProcessInfo(port=port),

@@ -32,11 +32,13 @@ import xmlrpc.client
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from app import process_status
+from app.process_status import ProcessStatus
 from app.settings import Settings, SettingsError, read_env_file
 from fleet import probe
+from fleet import status as status_cli
 from fleet.config import FleetConfig
-from fleet.status import text_table
-from fleet.supervisor import Supervisor, app_port
+from fleet.supervisor import Supervisor
 
 READY_TIMEOUT = 60.0
 NGINX_LISTEN = re.compile(r"^\s*listen\s+(?:\S*:)?(\d+)\b[^;]*;\s*#\s*fleet:listen", re.M)
@@ -54,21 +56,6 @@ class InvalidEnvFile(RollingError):
 
 class RestartFailed(RuntimeError):
     """A process did not come back; the message says which, why, and what to run next."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ProcessStatus:
-    name: str  # supervisord's name, app-PORT
-    port: int
-    state: str  # supervisord's state name
-    pid: int  # 0 when not running
-    mode: str  # from /readyz; "" when it does not answer
-    ready: bool
-    detail: str  # /readyz's status, or why there is none
-
-    @property
-    def namespec(self) -> str:
-        return f"app:{self.name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,36 +108,21 @@ def env_settings(env_file: Path) -> Settings:
 
 
 def status(fleet: Fleet) -> list[ProcessStatus]:
-    """Every app process as supervisord and its own /readyz see it, in port order."""
-    rows = []
-    for info in fleet.supervisor.app_processes():
-        port = app_port(info)
-        code, body = probe.get_json(fleet.config.app_address(port), "/readyz", timeout=3.0)
-        body = body or {}
-        if code == 0:
-            detail = "no answer"
-        else:
-            detail = str(body.get("status", f"HTTP {code}"))
-            if body.get("error"):
-                detail += f" ({body['error']})"
-        rows.append(
-            ProcessStatus(
-                name=info["name"],
-                port=port,
-                state=info["statename"],
-                pid=info["pid"],
-                mode=str(body.get("db_mode", "")),
-                ready=code == 200 and body.get("pid") == info["pid"],
-                detail=detail,
-            )
-        )
-    return rows
+    """Every app process as supervisord and its own /readyz see it (fleet/status.py), in port order."""
+    try:
+        return status_cli.processes(fleet.config, fleet.supervisor)
+    except status_cli.StatusError as exc:
+        raise RollingError(str(exc)) from None
+
+
+def namespec(row: ProcessStatus) -> str:
+    """supervisord's name of the process with its group, for its RPC calls."""
+    return f"app:{row.name}"
 
 
 def format_status(rows: list[ProcessStatus]) -> str:
-    header = ("process", "port", "pid", "state", "mode", "ready", "readyz")
-    table = ((r.name, r.port, r.pid or "-", r.state, r.mode or "-", "yes" if r.ready else "NO", r.detail) for r in rows)
-    return "\n".join(text_table(header, table))
+    """The table scripts/status prints."""
+    return status_cli.render(process_status.report(rows))
 
 
 @contextlib.contextmanager
@@ -190,13 +162,13 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
     """Stop, start and wait for one process (steps 1-4 above); raises RestartFailed if it does not come back."""
     supervisor = fleet.supervisor
     began = time.monotonic()
-    state = supervisor.process(row.namespec)["statename"]
+    state = supervisor.process(namespec(row))["statename"]
     if state in ("STARTING", "RUNNING", "BACKOFF"):
         # Blocks until the process has exited: its drain, bounded by supervisord's stopwaitsecs.
-        supervisor.rpc.stopProcess(row.namespec, True)
+        supervisor.rpc.stopProcess(namespec(row), True)
     try:
         # Not waiting here: readiness below is the real test, and it fails fast if the process exits.
-        supervisor.rpc.startProcess(row.namespec, False)
+        supervisor.rpc.startProcess(namespec(row), False)
     except xmlrpc.client.Fault as fault:
         raise failure(fleet, row, f"supervisord could not start it: {fault.faultString}") from None
     started = time.monotonic()
@@ -204,7 +176,7 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
     new_pid = 0
     last = "no answer"
     while True:
-        info = supervisor.process(row.namespec)
+        info = supervisor.process(namespec(row))
         new_pid = info["pid"] or new_pid
         if info["statename"] in GAVE_UP:
             raise failure(fleet, row, f"it exited at start ({info['statename']}: {info['spawnerr'] or 'see its log'})")
@@ -233,8 +205,8 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
 def failure(fleet: Fleet, row: ProcessStatus, why: str) -> RestartFailed:
     """Stop the failed process (nginx then skips it instead of getting errors from it) and say what happened."""
     with contextlib.suppress(xmlrpc.client.Fault):
-        fleet.supervisor.rpc.stopProcess(row.namespec, True)
-    info = fleet.supervisor.process(row.namespec)
+        fleet.supervisor.rpc.stopProcess(namespec(row), True)
+    info = fleet.supervisor.process(namespec(row))
     log_path = info.get("stdout_logfile") or f"{fleet.config.var_dir}/log/"
     tail = log_tail(Path(log_path)) if log_path else ""
     serving = [r.name for r in status(fleet) if r.ready]
@@ -275,7 +247,7 @@ def rolling_restart(
     started = time.monotonic()
     for number, row in enumerate(restart_order(rows), 1):
         done = restart_process(fleet, row, mode, timeout)
-        old = f"pid {row.pid} ({row.mode})" if row.pid else f"{row.state.lower()}"
+        old = f"pid {row.pid} ({row.mode})" if row.pid else f"{(row.supervisor_state or row.state).lower()}"
         log(
             f"[{number}/{len(rows)}] {row.name}: {old} -> pid {done.pid} ({mode}) in "
             f"{done.stopped + done.ready + done.routed:.1f}s (stopped {done.stopped:.1f}s, ready {done.ready:.1f}s "

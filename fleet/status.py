@@ -1,7 +1,7 @@
 """Print the fleet's processes as a table in the terminal: `scripts/status` (``python -m fleet.status``).
 
 By default it reads the running fleet's env file (``var/fleet.env``, or the one under FLEET_VAR_DIR) for the app
-ports and asks every process itself, exactly as the /status page does (app/status.py), so it also works while
+ports and asks every process itself, exactly as the /status page does (app/process_status.py), so it also works while
 nginx is down or the page is turned off. With ``--url`` it prints a status.json served elsewhere instead (another
 host's nginx, for instance).
 
@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
-from app import status
+from app import process_status
+from app.process_status import ProcessStatus
 from app.settings import Settings, SettingsError
 from fleet import probe
 from fleet.config import FleetConfig
@@ -51,8 +53,15 @@ class NotRunning(StatusError):
 
 
 def collect_local(config: FleetConfig) -> dict:
-    """Ask the processes of the fleet whose env file is under `config.var_dir` (the ports are in that file)."""
-    if not Supervisor(config.socket).running():
+    """/status.json of the fleet whose env file is under `config.var_dir`, asked of its processes from here."""
+    return process_status.report(processes(config))
+
+
+def processes(config: FleetConfig, supervisor: Supervisor | None = None) -> list[ProcessStatus]:
+    """Every process of the fleet whose env file is under `config.var_dir` (the ports are in that file), as it
+    answers and as its supervisord sees it: what scripts/status prints and the rolling restart acts on."""
+    supervisor = supervisor or Supervisor(config.socket)
+    if not supervisor.running():
         leftover = "" if config.env_file.exists() else f" (and no fleet env file at {config.env_file})"
         run = f"{'' if config.var_dir == FleetConfig().var_dir else f'FLEET_VAR_DIR={config.var_dir} '}scripts/run"
         raise NotRunning(f"fleet not running: no supervisord answers on {config.socket}{leftover}; start it with {run}")
@@ -62,36 +71,33 @@ def collect_local(config: FleetConfig) -> dict:
         settings = Settings.load({"FLEET_ENV_FILE": str(config.env_file)})
     except SettingsError as exc:
         raise StatusError(f"{config.env_file}: {exc}") from None
-    ports = settings.fleet_ports(config.app_port_base) if settings.app_ports else config.app_ports
-    report = asyncio.run(
-        status.collect(
-            ports,
-            settings,
-            request_timeout=settings.db_timeout_ms / 1000 + 1.0,
-        )
-    )
-    return with_supervisord(report, Supervisor(config.socket).app_processes())
+    infos = supervisor.app_processes()
+    # What this fleet's supervisord runs is what there is (FLEET_APP_PORTS may lag a scale in progress).
+    ports = [app_port(info) for info in infos] or settings.fleet_ports(config.app_port_base)
+    # The sockets are where the fleet's folder says (an env file edited since the start does not move them).
+    settings = dataclasses.replace(settings, socket_dir=str(config.socket_dir or ""))
+    found = asyncio.run(process_status.collect(ports, settings, request_timeout=settings.db_timeout_ms / 1000 + 1.0))
+    return with_supervisord(found, infos)
 
 
-def with_supervisord(report: dict, infos: list[dict]) -> dict:
-    """Correct the rows with what this fleet's supervisord knows: a process it does not run is `down` (with its
-    state and exit status), and an answer from a pid it does not run comes from someone else on that port."""
+def with_supervisord(processes: list[ProcessStatus], infos: list[dict]) -> list[ProcessStatus]:
+    """Correct the processes with what this fleet's supervisord knows: a process it does not run is `down` (with
+    its state and exit status), and an answer from a pid it does not run comes from someone else on that port."""
     by_port = {app_port(info): info for info in infos}
-    for row in report["processes"]:
-        info = by_port.get(row["port"])
+    for process in processes:
+        info = by_port.get(process.port)
         if info is None:
             continue
+        process.supervisor_state = info["statename"]
         if info["statename"] != "RUNNING":
             exited = f", exit status {info['exitstatus']}" if info["statename"] in ("EXITED", "FATAL") else ""
-            row.update(state="down", detail=f"supervisord: {info['statename']}{exited} (scripts/ctl status)")
-        elif row.get("pid") and row["pid"] != info["pid"]:
-            row.update(state="not ready", detail=f"answered by pid {row['pid']}, not by this fleet's pid {info['pid']}")
-    counts = {state: sum(p["state"] == state for p in report["processes"]) for state in status.STATES}
-    report["summary"] = {
-        "processes": len(report["processes"]),
-        **{state.replace(" ", "_"): n for state, n in counts.items()},
-    }
-    return report
+            process.state, process.detail = "down", f"supervisord: {info['statename']}{exited} (scripts/ctl status)"
+        elif process.pid and process.pid != info["pid"]:
+            process.state = "not ready"
+            process.detail = f"answered by pid {process.pid}, not by this fleet's pid {info['pid']}"
+        if not process.pid and info["pid"]:
+            process.pid = info["pid"]
+    return processes
 
 
 def collect_url(url: str) -> dict:
@@ -105,8 +111,7 @@ def collect_url(url: str) -> dict:
 
 
 def text_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    """Left-aligned columns two spaces apart, headers first: the one table layout of the fleet's terminal tools
-    (scripts/status here, `scripts/switch-db-mode --status` in fleet/rolling.py)."""
+    """Left-aligned columns two spaces apart, headers first: the one table layout of the fleet's terminal tools."""
     cells = [[str(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]

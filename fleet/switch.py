@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections import Counter
 
+from app.process_status import ProcessStatus
 from app.settings import DB_MODES, Settings, SettingsError, read_env_file, write_env_file
 from fleet import rolling
 from fleet.config import FleetConfig
@@ -40,7 +41,7 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def previous_mode(env_mode: str, rows: list[rolling.ProcessStatus], target: str) -> str | None:
+def previous_mode(env_mode: str, rows: list[ProcessStatus], target: str) -> str | None:
     """The mode to roll back to: the env file's, or, when a failed switch already wrote the target there, the mode
     most of the processes still serve. None when every process already serves the target."""
     if env_mode != target:

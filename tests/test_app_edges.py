@@ -13,7 +13,7 @@ import tornado.httpserver
 import tornado.testing
 from pymongo.errors import OperationFailure
 
-from app import status
+from app import process_status
 from app.settings import Settings, SettingsError
 from app.web import make_app
 
@@ -106,6 +106,6 @@ def test_a_database_that_refuses_us_makes_readyz_a_503_not_a_500():
 
 def test_a_process_whose_readyz_is_slow_but_whose_loop_answers_is_not_ready_not_stuck():
     snapshot = {"pid": 1, "draining": False}
-    state, detail = status.classify("timeout", None, snapshot)
+    state, detail = process_status.classify("timeout", None, snapshot)
     assert state == "not ready" and "database slow or unreachable" in detail
-    assert status.classify("timeout", None, None)[0] == "not responding"
+    assert process_status.classify("timeout", None, None)[0] == "not responding"

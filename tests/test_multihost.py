@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from app.process_status import ProcessStatus
 from app.settings import EMBEDDED_URI_OPTIONS
 from bench.loadgen import Load, LoadResult, all_note_ids
 from fleet import probe, rolling
@@ -164,7 +165,7 @@ class Topology:
             output, _ = process.communicate(timeout=120)
             assert process.returncode == 0, f"{role}: {output}"
 
-    def processes(self, role: str) -> list[rolling.ProcessStatus]:
+    def processes(self, role: str) -> list[ProcessStatus]:
         config = self.configs[role]
         return netns.in_netns(self.ns(role), lambda: rolling.status(rolling.connect(config)))
 

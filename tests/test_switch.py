@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from app.process_status import ProcessStatus
 from app.settings import read_env_file, write_env_file
 from bench.loadgen import Load, LoadResult, all_note_ids
 from fleet import probe, rolling
@@ -46,7 +47,7 @@ def script(config: FleetConfig, *args: str, timeout: float = 180) -> subprocess.
     )
 
 
-def processes(config: FleetConfig) -> dict[int, rolling.ProcessStatus]:
+def processes(config: FleetConfig) -> dict[int, ProcessStatus]:
     return {row.port: row for row in rolling.status(rolling.connect(config))}
 
 
@@ -192,11 +193,14 @@ def test_status_shows_every_process(fleet):
     result = script(fleet, "switch-db-mode", "--status")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["process", "port", "pid", "state", "mode", "ready", "readyz"]
-    rows = {int(line.split()[1]): line.split() for line in lines[1:]}
+    # The table scripts/status prints (one model and one renderer: app/process_status.py, fleet/status.py).
+    assert lines[0].split()[:4] == ["PORT", "STATE", "MODE", "PID"]
+    table = lines[1 : lines.index("")]  # a blank line, then the summary
+    rows = {int(line.split()[0]): line.split() for line in table}
     assert sorted(rows) == fleet.app_ports
     for port, row in processes(fleet).items():
-        assert rows[port][2:6] == [str(row.pid), "RUNNING", "motor", "yes"]
+        assert (row.supervisor_state, row.ready) == ("RUNNING", True)
+        assert rows[port][1:4] == ["ready", "motor", str(row.pid)]
 
 
 def test_an_unknown_mode_is_refused_and_changes_nothing(fleet):
@@ -253,7 +257,7 @@ def test_a_process_that_cannot_start_stops_the_rolling_restart_and_the_rest_keep
     assert f"1 other process(es) keep serving: app-{second}" in failed.stderr
     # STOPPED by the restart, or left EXITED/FATAL by supervisord, which does not restart a process that cannot listen
     # (exit 3, deploy/supervisord.conf): either way it is not running and nginx skips it.
-    assert after[first].state in ("STOPPED", "EXITED", "FATAL") and not after[first].ready
+    assert after[first].supervisor_state in ("STOPPED", "EXITED", "FATAL") and not after[first].ready
     assert (after[second].pid, after[second].ready) == (before[second].pid, True)
     assert_nothing_lost(fleet, load.result)
 
@@ -274,7 +278,7 @@ def test_a_switch_that_fails_prints_the_rollback_that_restores_the_fleet(fleet):
         assert failed.returncode == 1
         assert f"app-{first} (port {first}) failed: not ready 0.5s after its start" in failed.stderr
         during = processes(fleet)
-        assert during[first].state == "STOPPED"
+        assert during[first].supervisor_state == "STOPPED"
         assert (during[second].pid, during[second].mode, during[second].ready) == (before[second].pid, "motor", True)
 
         rollback = f"FLEET_VAR_DIR={fleet.var_dir} scripts/switch-db-mode motor"

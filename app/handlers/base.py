@@ -55,7 +55,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # response (a format_timestamp per request showed in the /json profile), and the request id set directly
         # (it is already validated). Tornado calls this again when send_error resets the headers.
         headers = {"Server": SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": http_date()}
-        if self.fleet.request_ids:
+        if self.config.request_ids:
             headers["X-Request-Id"] = self.request_id
         self._headers = httputil.HTTPHeaders(headers)
         self.set_default_headers()
@@ -86,7 +86,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self) -> None:
         # Every line logged while this request is served carries its id (app.logs); prepare runs inside the task
         # Tornado serves the request in, so the value stays with this request.
-        if self.fleet.request_ids:
+        if self.config.request_ids:
             request_id_var.set(self.request_id)
         admission.admit(self)  # in-progress bound (503 + Retry-After), the request's deadline (app/admission.py)
         if self.lifecycle.draining:
@@ -115,9 +115,9 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.settings["blocking"]
 
     @property
-    def fleet(self):
-        """This process's app.settings.Settings."""
-        return self.settings["fleet"]
+    def config(self):
+        """This process's app.settings.Settings (its FLEET_ variables; `self.settings` is Tornado's own)."""
+        return self.settings["config"]
 
     @property
     def watchdog(self):

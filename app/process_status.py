@@ -1,4 +1,5 @@
-"""The fleet's status, gathered by asking every process: what /status.json, the /status page and scripts/status show.
+"""What each process of the fleet is doing: the one model (`ProcessStatus`) behind the /status page and
+/status.json, scripts/status (fleet/status.py) and the rolling restart (fleet/rolling.py), and its collection.
 
 All processes are asked at once (FLEET_APP_PORTS, written into the env file by scripts/run), each with two short
 requests: its /readyz on its app socket or port (the probe nginx's users depend on), then its /process.json on its
@@ -21,6 +22,7 @@ URI (and any credential in it) never appears.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -49,29 +51,63 @@ READYZ_TIMEOUT_MAX = 2.5
 SNAPSHOT_TIMEOUT = 0.5
 
 
-async def collect(ports: list[int], settings: Settings, *, request_timeout: float) -> dict:
-    """Ask every process on `ports` (concurrently; at the addresses `settings` gives them) and return the fleet's
-    status as a JSON-able dict."""
+@dataclasses.dataclass
+class ProcessStatus:
+    """One process as the fleet sees it. `state` is one of STATES; the rest is what it said about itself."""
+
+    port: int
+    state: str
+    detail: str = ""
+    pid: int | None = None
+    mode: str | None = None  # its FLEET_DB_MODE (/readyz calls it db_mode)
+    # Where Prometheus scrapes it (its own listener, or nginx's in front of its metrics socket); None: no listener.
+    metrics_port: int | None = None
+    # Its /process.json (uptime, loop lag, pools, request rate; app/process_snapshot.py); empty without an answer.
+    snapshot: dict = dataclasses.field(default_factory=dict)
+    # supervisord's state name (RUNNING, STOPPED, EXITED, ...) when asked on the fleet's own host
+    # (fleet/status.py); None from the status page, which does not talk to supervisord.
+    supervisor_state: str | None = None
+
+    @property
+    def name(self) -> str:
+        """supervisord's name of the process."""
+        return f"app-{self.port}"
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def to_json(self) -> dict:
+        """The process's entry in /status.json (the page's script and scripts/status --url read it)."""
+        entry = {**self.snapshot, "port": self.port, "metrics_port": self.metrics_port}
+        entry.update(pid=self.pid, mode=self.mode, state=self.state, detail=self.detail)
+        if self.supervisor_state is not None:
+            entry["supervisor_state"] = self.supervisor_state
+        return entry
+
+
+async def collect(ports: list[int], settings: Settings, *, request_timeout: float) -> list[ProcessStatus]:
+    """Ask every process on `ports` (concurrently; at the addresses `settings` gives them)."""
     # One client per collection: it is closed (and its sockets with it) as soon as the answers are in.
     sockets = ProcessSockets()
     client = AsyncHTTPClient(force_instance=True, max_clients=max(10, 2 * len(ports)), resolver=sockets)
     try:
-        processes = await asyncio.gather(
-            *(process_status(client, sockets, settings, port, request_timeout) for port in ports)
-        )
+        return list(await asyncio.gather(*(ask(client, sockets, settings, port, request_timeout) for port in ports)))
     finally:
         client.close()
-    counts = {state: sum(p["state"] == state for p in processes) for state in STATES}
+
+
+def report(processes: list[ProcessStatus]) -> dict:
+    """/status.json: the processes and how many are in each state."""
+    counts = {state: sum(p.state == state for p in processes) for state in STATES}
     return {
         "generated_at": round(time.time(), 3),
-        "processes": list(processes),
+        "processes": [p.to_json() for p in processes],
         "summary": {"processes": len(processes), **{state.replace(" ", "_"): n for state, n in counts.items()}},
     }
 
 
-async def process_status(
-    client, sockets: ProcessSockets, settings: Settings, port: int, request_timeout: float
-) -> dict:
+async def ask(client, sockets: ProcessSockets, settings: Settings, port: int, request_timeout: float) -> ProcessStatus:
     metrics_address = settings.metrics_address(port)
     ready_code, ready = await fetch_json(
         client, sockets.url(settings.app_address(port), "/readyz"), min(request_timeout, READYZ_TIMEOUT_MAX)
@@ -83,21 +119,20 @@ async def process_status(
         _, snapshot = await fetch_json(
             client, sockets.url(metrics_address, "/process.json"), min(request_timeout, SNAPSHOT_TIMEOUT)
         )
-    # metrics_port: where Prometheus scrapes this process (its own listener, or nginx's in front of its socket).
     offset = settings.metrics_port_offset
-    entry: dict = {"port": port, "metrics_port": port + offset if offset else None}
+    process = ProcessStatus(port, "", metrics_port=port + offset if offset else None)
     if isinstance(ready, dict):
         # /readyz knows pid and mode too: enough for a row even without the metrics listener.
-        entry.update({key: ready[key] for key in ("pid", "db_mode") if key in ready})
-        entry["mode"] = entry.pop("db_mode", None)
+        process.pid, process.mode = ready.get("pid"), ready.get("db_mode")
     if isinstance(snapshot, dict) and isinstance(ready, dict) and snapshot.get("pid") != ready.get("pid"):
-        # Another program holds the metrics port (README "Security"): what it says is not this process's.
+        # Another program answers on the metrics port (README "Security"): what it says is not this process's.
         snapshot = None
-        entry["metrics_port_holder"] = "another process"
+        process.snapshot = {"metrics_port_holder": "another process"}
     if isinstance(snapshot, dict):
-        entry.update(snapshot)
-    entry["state"], entry["detail"] = classify(ready_code, ready, snapshot)
-    return entry
+        process.snapshot = snapshot
+        process.pid, process.mode = snapshot.get("pid", process.pid), snapshot.get("mode", process.mode)
+    process.state, process.detail = classify(ready_code, ready, snapshot)
+    return process
 
 
 class ProcessSockets(tornado.netutil.Resolver):

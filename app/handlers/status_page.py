@@ -1,6 +1,6 @@
 """The fleet status page: /status (one HTML page that refreshes itself) and /status.json (the same data).
 
-Whichever process nginx picks serves them: it asks every process of the fleet (app.status), itself included,
+Whichever process nginx picks serves them: it asks every process of the fleet (app/process_status.py), itself included,
 so the page stays right while processes restart. Registered only when FLEET_STATUS_PAGE is on; in production
 only for the clients app/access.py allows.
 """
@@ -11,7 +11,7 @@ import os
 
 import tornado.web
 
-from app import status
+from app import process_status
 from app.access import InternalHandler
 
 # Bounds on the page's refresh interval (seconds), settable with ?refresh=: fast enough to catch a restart,
@@ -21,18 +21,19 @@ REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 2.0, 0.2, 60.0
 
 class StatusJsonHandler(InternalHandler):
     async def get(self) -> None:
-        fleet = self.fleet
-        report = await status.collect(
-            fleet.fleet_ports(self.process.port),
-            fleet,
+        config = self.config
+        processes = await process_status.collect(
+            config.fleet_ports(self.process.port),
+            config,
             # A /readyz waits at most the database timeout; a process silent for longer than that is stuck
-            # (app.status caps the wait so that nginx's 5 s for /status.json is never reached).
-            request_timeout=fleet.db_timeout_ms / 1000 + 1.0,
+            # (app/process_status.py caps the wait so that nginx's 5 s for /status.json is never reached).
+            request_timeout=config.db_timeout_ms / 1000 + 1.0,
         )
+        report = process_status.report(processes)
         report["served_by"] = {"port": self.process.port, "pid": os.getpid()}
         # The watchdog's stall threshold (FLEET_WATCHDOG_MS, the same for every process): lags above it are
         # highlighted on the page.
-        report["stall_threshold_ms"] = fleet.watchdog_ms
+        report["stall_threshold_ms"] = config.watchdog_ms
         self.set_header("Cache-Control", "no-store")
         self.write_json(report)
 
