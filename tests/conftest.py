@@ -12,34 +12,22 @@ fleets under supervisord with nginx. Nothing here mocks a driver.
 - `start_fleet` (function): boots a fleet (supervisord + nginx + app processes + its own embedded database) in a
   temporary folder on free ports; every fleet it started is stopped at teardown, also when the test fails.
 - `fleet` (module, per mode): a running 2-process fleet, shared by the tests of a module.
-- `module_fleet(mode, procs, **env)`: makes a module-scoped fixture with one fleet of that mode and settings.
-- `app_processes(log_dir, ready_path, **env)`: what `start_app` is made of, for app processes with other settings.
+
+tests/fleets.py holds what test modules import: `module_fleet(mode, procs, **env)` makes a module-scoped fixture
+with one fleet of that mode and settings; `app_processes(log_dir, ready_path, **env)` is what `start_app` is made
+of, for app processes with other settings; `FleetFactory` boots and stops fleets.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from app.settings import DB_MODES
-from fleet.config import FleetConfig
-from fleet.sandbox import (
-    AppProcess,
-    booted,
-    embedded_db,
-    fleet_config,
-    free_port_block,
-    start_process,
-    stop_process,
-)
+from fleet.sandbox import embedded_db
 from fleet.sandbox import start_app as start_app_process
-
-# Test modules import these from fleet.sandbox; re-exported only for the modules not yet moved over to it.
-__all__ = ["FleetFactory", "free_port_block", "start_process", "stop_process"]
+from tests.fleets import FleetFactory, app_processes
 
 
 @pytest.fixture(scope="session")
@@ -69,43 +57,10 @@ def app_url(request, mongo_uri, tmp_path_factory):
         app.stop()
 
 
-@contextlib.contextmanager
-def app_processes(log_dir: Path, ready_path: str = "/readyz", **base_env: str) -> Iterator[Callable[..., AppProcess]]:
-    """`start(**env)` starts an app process with `base_env` and `env` (see `fleet.sandbox.start_app`); every one
-    started is stopped when the block ends."""
-    started: list[AppProcess] = []
-
-    def start(**env: str) -> AppProcess:
-        started.append(start_app_process({**base_env, **env}, log_dir, ready_path=ready_path))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for app in started:
-            app.stop()
-
-
 @pytest.fixture
 def start_app(mongo_uri, tmp_path):
     with app_processes(tmp_path, MONGODB_URI=mongo_uri) as start:
         yield start
-
-
-class FleetFactory:
-    """Boots fleets in short-named folders under /tmp (see `fleet.sandbox.short_tmp_dir` for why not pytest's), each
-    through `fleet.sandbox.booted` (as the benchmark does): `stop_all` stops every one, the last booted first."""
-
-    def __init__(self):
-        self._booted = contextlib.ExitStack()
-
-    def __call__(self, mode: str = "motor", procs: int = 2, **app_env: str) -> FleetConfig:
-        config = fleet_config(mode, procs, **app_env)
-        self._booted.enter_context(booted(config))
-        return config
-
-    def stop_all(self) -> None:
-        self._booted.close()
 
 
 @pytest.fixture
@@ -115,20 +70,6 @@ def start_fleet():
         yield factory
     finally:
         factory.stop_all()
-
-
-def module_fleet(mode: str, procs: int = 2, **app_env: str):
-    """A module-scoped fixture booting one fleet for a module's tests: `status_fleet = module_fleet("threads")`."""
-
-    @pytest.fixture(scope="module")
-    def booted():
-        factory = FleetFactory()
-        try:
-            yield factory(mode, procs, **app_env)
-        finally:
-            factory.stop_all()
-
-    return booted
 
 
 @pytest.fixture(scope="module", params=DB_MODES)

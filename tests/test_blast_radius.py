@@ -18,8 +18,8 @@ from bench.errors import BenchError
 from bench.openloop import Sample
 from fleet import probe
 from fleet.config import NGINX_TEMPLATE, ROOT, nginx_binary, render_nginx
+from fleet.sandbox import free_port_block
 from tests.client import get, request
-from tests.conftest import free_port_block
 
 
 def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, list]:

@@ -33,7 +33,7 @@ from fleet import launcher, probe
 from fleet.supervisor import Supervisor
 from tests import raw_http
 from tests.client import get, request
-from tests.conftest import module_fleet
+from tests.fleets import module_fleet
 
 pytestmark = pytest.mark.fleet
 

@@ -16,7 +16,7 @@ import pytest
 from bench.loadgen import Load, all_note_ids
 from fleet import probe
 from fleet.supervisor import pid_alive
-from tests.conftest import module_fleet
+from tests.fleets import module_fleet
 from tests.test_switch import processes, script, wait_for_requests
 
 fleet = module_fleet("async", 2)

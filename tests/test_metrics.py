@@ -18,7 +18,7 @@ from fleet.config import FleetConfig
 from fleet.sandbox import APP_METRICS_OFFSET, free_port_block, start_app
 from fleet.supervisor import Supervisor
 from tests.client import get
-from tests.conftest import module_fleet
+from tests.fleets import module_fleet
 
 # Two threads for the database: concurrent requests must queue for them, which the gauges have to show.
 DB_THREADS = 2

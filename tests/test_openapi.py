@@ -19,7 +19,7 @@ from app.validation import ValidationError
 from app.validation import validate as validate_body
 from fleet.config import ROOT
 from tests.client import get, request
-from tests.conftest import app_processes
+from tests.fleets import app_processes
 
 COMMITTED = ROOT / "docs" / "openapi.json"
 

@@ -19,7 +19,7 @@ from app.settings import DB_MODES, embedded_uri
 from bench import openloop, wrk
 from fleet.probe import get_json, wait_until
 from tests.client import get, request
-from tests.conftest import FleetFactory, module_fleet
+from tests.fleets import FleetFactory, module_fleet
 
 pytestmark = pytest.mark.fleet
 

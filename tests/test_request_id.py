@@ -11,7 +11,7 @@ import pytest
 
 from fleet import probe
 from tests.client import get, request
-from tests.conftest import module_fleet
+from tests.fleets import module_fleet
 
 pytestmark = pytest.mark.fleet
 

@@ -22,7 +22,7 @@ import pytest
 from fleet import probe
 from fleet.sandbox import free_port_block, start_process, stop_process
 from tests import raw_http
-from tests.conftest import module_fleet
+from tests.fleets import module_fleet
 
 pytestmark = pytest.mark.fleet
 

@@ -17,7 +17,7 @@ from fleet.config import ROOT
 from fleet.sandbox import free_port_block
 from fleet.supervisor import Supervisor, app_port
 from tests.client import get
-from tests.conftest import app_processes, module_fleet
+from tests.fleets import app_processes, module_fleet
 
 pytestmark = pytest.mark.fleet
 

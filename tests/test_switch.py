@@ -20,9 +20,10 @@ from app.settings import read_env_file, write_env_file
 from bench.loadgen import Load, LoadResult, all_note_ids
 from fleet import probe, rolling
 from fleet.config import ROOT, FleetConfig
+from fleet.sandbox import free_port_block, start_process, stop_process
 from fleet.supervisor import Supervisor, pid_alive
 from tests.client import get
-from tests.conftest import free_port_block, module_fleet, start_process, stop_process
+from tests.fleets import module_fleet
 
 pytestmark = pytest.mark.fleet
 
