@@ -72,6 +72,21 @@ wants_help() {
     return 1
 }
 
+# require_venv ARG... : what a wrapper of a fleet program (scripts/status, scale, ...) does first. With --help it
+# installs the venv (argparse lives there) so the program can answer; otherwise it installs nothing: without a
+# .venv, scripts/run has never run in this checkout, so no fleet of it runs, and the wrapper exits 1
+# (EXIT_NOT_RUNNING) with a message rather than spend minutes installing packages to say so.
+# (scripts/stop alone answers 0 there: a fleet that never ran is stopped, its documented success.)
+EXIT_NOT_RUNNING=1
+require_venv() {
+    if wants_help "$@"; then
+        ensure_venv requirements.txt
+    elif [ ! -x "$VENV/bin/python" ]; then
+        echo "error: the fleet is not running (no .venv yet); start it with scripts/run" >&2
+        exit "$EXIT_NOT_RUNNING"
+    fi
+}
+
 # The fleet's own packages: nginx from Debian (and curl, which the README's first commands use); everything else
 # is in the venv.
 ensure_fleet() {
