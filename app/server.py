@@ -35,7 +35,13 @@ IDLE_CONNECTION_TIMEOUT = 300
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description="Run one Tornado Fleet app process.")
-    parser.add_argument("--port", type=int, required=True, help="port to listen on (one per process)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        required=True,
+        help="the process's number (supervisord's process_num): it listens on FLEET_SOCKET_DIR/app-PORT.sock, or on "
+        "TCP port PORT when FLEET_SOCKET_DIR is empty (app/addresses.py)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.load()
@@ -99,8 +105,8 @@ async def serve(settings: Settings, port: int) -> None:
         idle_connection_timeout=IDLE_CONNECTION_TIMEOUT,
     )
     try:
-        # Backlog 4096, not Tornado's 128: a burst of 512 new connections from nginx overflowed 128 and nginx's
-        # connect timed out (504); the kernel caps it at net.core.somaxconn (4096 here; README "Overload").
+        # Backlog 4096, not Tornado's 128: a TechEmpower burst of 512 new connections from nginx overflowed 128 and
+        # nginx's connect timed out (504); the kernel caps it at net.core.somaxconn (README "Overload").
         address = settings.app_address(port)
         server.add_sockets(addresses.bind(address, LISTEN_BACKLOG))
         # FLEET_HOST may be 0.0.0.0: the peers are asked on loopback, like nginx asks them.

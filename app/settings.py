@@ -25,7 +25,8 @@ from app.addresses import Address
 
 DB_MODES = ("motor", "threads", "async")
 ENVIRONMENTS = ("development", "production")
-# The addresses an app process may bind: nginx's upstream is always 127.0.0.1 (fleet/config.py rewrites only ports).
+# The addresses an app process may bind when it listens on TCP (FLEET_SOCKET_DIR empty): nginx's upstream then lists
+# 127.0.0.1:PORT lines (fleet/config.py).
 APP_HOSTS = ("127.0.0.1", "0.0.0.0")
 
 # The secret key a development fleet uses when none is set. Public (it is in this file), so production refuses it,
@@ -220,8 +221,9 @@ class Settings:
             "FLEET_DB_WRITE_CONCERN",
             "must be majority or a number of nodes (at least 1: unacknowledged writes are refused)",
         )
-        # nginx's upstream (deploy/nginx.conf) and the status page reach every process on 127.0.0.1: any other
-        # address would leave nginx nothing to connect to (every request a 502). 0.0.0.0 listens on 127.0.0.1 too.
+        # On TCP, nginx's upstream (deploy/nginx.conf) and the status page reach every process on 127.0.0.1: any
+        # other address would leave nginx nothing to connect to (every request a 502). 0.0.0.0 listens on 127.0.0.1
+        # too. (On a unix socket FLEET_HOST goes unused; it is checked all the same, one rule for both.)
         _require(
             self.host in APP_HOSTS,
             "FLEET_HOST",

@@ -105,12 +105,19 @@ def run_step(
 
 
 def parse_modes(status_output: str) -> list[str]:
-    """The mode column of `switch-db-mode --status` (fleet/rolling.format_status: process port pid state mode ...)."""
-    modes = []
+    """The MODE column of `switch-db-mode --status`: scripts/status's table (fleet/status.py's COLUMNS: PORT, STATE,
+    MODE, ...), read by the header's offsets since a state may be two words ("not ready")."""
+    modes, column = [], None
     for line in status_output.splitlines():
         fields = line.split()
-        if len(fields) >= 5 and fields[0].startswith("app-") and fields[4] in DB_MODES:
-            modes.append(fields[4])
+        if fields[:1] == ["PORT"] and "MODE" in fields:
+            column = line.index("MODE")
+        elif not fields:
+            column = None  # the table ends; the summary line follows
+        elif column is not None:
+            cell = line[column:].split()[:1]
+            if cell and cell[0] in DB_MODES:
+                modes.append(cell[0])
     return modes
 
 

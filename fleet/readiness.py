@@ -22,7 +22,7 @@ from fleet.supervisor import Supervisor
 # again (up to startretries, then FATAL); not every EXITED: one that exited with another status is restarted.
 GAVE_UP = ("FATAL", "STOPPED", "UNKNOWN")
 # The exit statuses supervisord does not restart an app process after (`exitcodes`, deploy/supervisord.conf): a bad
-# setting (2), a port it cannot listen on (3).
+# setting (2), an address it cannot listen on (3).
 NOT_RESTARTED = (2, 3)
 
 

@@ -73,7 +73,7 @@ class UpdatesHandler(BenchmarkHandler):
         for world in worlds:
             world["randomNumber"] = latest[world["id"]]
         # Benchmark data, with w: 1, no journal wait, as in other TFB implementations: a journal
-        # fsync per request would measure the disk (~4x fewer requests/s on the embedded server), not the fleet.
+        # fsync per request would measure the disk, not the fleet (README "Reliability" has the cost).
         await self.store.bulk_update(
             "world",
             [UpdateOne({"_id": i}, {"$set": {"randomNumber": n}}) for i, n in sorted(latest.items())],
