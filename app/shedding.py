@@ -137,9 +137,9 @@ class StallShedder:
         """True once one callback has held the loop for HOLD_CONFIRM with no read or write on any connection: a
         blocking call. An overloaded loop also lags past the watchdog's threshold, but runs one short callback
         after another, reading and writing; shedding then would only bounce requests between busy processes until
-        nginx runs out of tries (a 512-client burst on a saturated machine turned 475 of 1,200 requests into 502s
-        that way). The callback is the outermost frame the event loop called on the loop thread, kept here (not
-        its id) so that a new frame cannot pass for it."""
+        nginx runs out of tries and answers 502 (README "Overload" has what a burst on a saturated machine did
+        before this check). The callback is the outermost frame the event loop called on the loop thread, kept
+        here (not its id) so that a new frame cannot pass for it."""
         root = callback_root(self.loop_thread_id)
         io = ShedGuard.io
         now = time.monotonic()
