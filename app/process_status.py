@@ -8,9 +8,9 @@ metrics listener (pid, mode, uptime, loop lag, pools, request rate; see app.metr
 inside the 5 s nginx gives /status.json (deploy/nginx.conf). From the answers:
 
 - `ready`: /readyz said 200;
-- `draining`: the process is stopping (it answers its metrics port, its app port is closed or says draining);
+- `draining`: the process is stopping (its metrics listener answers, its app socket is closed or says draining);
 - `not ready`: it answers, but /readyz says 503 (e.g. the database is unreachable), or /readyz is still waiting
-  for the database when the cap runs out while its metrics port answers (its loop is running);
+  for the database when the cap runs out while its metrics listener answers (its loop is running);
 - `not responding`: connections are accepted but nothing answers in time (a blocked event loop), or they are
   closed unanswered (a stalled process shedding its waiting requests, app/shedding.py);
 - `down`: nothing listens (crashed, or restarting under supervisord).
@@ -55,6 +55,8 @@ SNAPSHOT_TIMEOUT = 0.5
 class ProcessStatus:
     """One process as the fleet sees it. `state` is one of STATES; the rest is what it said about itself."""
 
+    # The process's number (app-PORT, `--port`): its TCP port only with FLEET_APP_LISTEN=tcp; otherwise it names
+    # its unix socket (Settings.app_address). Called port in /status.json and the tables, as supervisord does.
     port: int
     state: str
     detail: str = ""
@@ -157,7 +159,8 @@ class ProcessSockets(tornado.netutil.Resolver):
 
 
 def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:
-    """(state, detail) from the /readyz answer (a status, "timeout", "reset" or "refused") and the snapshot."""
+    """(state, detail) from the /readyz answer (its HTTP status code, or "timeout", "reset" or "refused") and the
+    snapshot."""
     if ready_code == 200:
         return "ready", ""
     if any(isinstance(body, dict) and body.get("draining") for body in (ready, snapshot)):
@@ -168,16 +171,17 @@ def classify(ready_code: int | str, ready, snapshot) -> tuple[str, str]:
     if ready_code in UNANSWERED and snapshot is None:
         return "not responding", UNANSWERED[ready_code]
     if snapshot is not None:
-        # A loop that answers its metrics port is running: /readyz is waiting on the database, or not listening.
+        # A loop that answers on its metrics listener is running: /readyz is waiting on the database, or not
+        # listening.
         return (
             "not ready",
-            SLOW_READYZ if ready_code == "timeout" else "its metrics port answers, its app port does not",
+            SLOW_READYZ if ready_code == "timeout" else "its metrics listener answers, its app address does not",
         )
-    return "down", "nothing listens on the port"
+    return "down", "nothing listens on its address"
 
 
 async def fetch_json(client, url: str, request_timeout: float) -> tuple[int | str, dict | None]:
-    """(status, body) of a GET; status is "timeout", "refused" or "reset" when no HTTP answer came."""
+    """(code, body) of a GET: the HTTP status code, or "timeout", "refused" or "reset" when no HTTP answer came."""
     try:
         response = await client.fetch(
             url, request_timeout=request_timeout, connect_timeout=request_timeout, raise_error=False

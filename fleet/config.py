@@ -207,6 +207,8 @@ class FleetConfig:
 
     @property
     def app_ports(self) -> list[int]:
+        """The app processes' numbers (app-8001, ...): TCP ports only with FLEET_APP_LISTEN=tcp; otherwise each
+        names its unix socket in socket_dir (app_address)."""
         return list(range(self.app_port_base, self.app_port_base + self.procs))
 
     @property

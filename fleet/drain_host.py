@@ -69,8 +69,8 @@ class Host:
 
 def connect(config: FleetConfig) -> Host:
     """The running fleet of `config.var_dir` (RollingError when it is not running or nginx is not up)."""
-    fleet = rolling.connect(config)
-    return Host(config, fleet.supervisor, fleet.nginx_port)
+    running = rolling.connect(config)
+    return Host(config, running.supervisor, running.nginx_port)
 
 
 def set_draining(host: Host, draining: bool, timeout: float = NGINX_TIMEOUT) -> None:
@@ -231,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.then == "restart":
             with rolling.exclusive(config):
-                fleet = rolling.connect(config)
-                mode = rolling.env_settings(fleet.env_file).db_mode
-                rows = rolling.status(fleet)
-                seconds = rolling.rolling_restart(fleet, rows, mode)
+                running = rolling.connect(config)
+                mode = rolling.env_settings(running.env_file).db_mode
+                rows = rolling.status(running)
+                seconds = rolling.rolling_restart(running, rows, mode)
             print(f"restarted {len(rows)} processes in {seconds:.1f}s (mode {mode}); the host is still drained")
         elif args.then == "stop":
             launcher.down(config)

@@ -59,7 +59,7 @@ class RestartFailed(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Fleet:
+class RunningFleet:
     """What the rolling restart needs of a running fleet: its supervisord, env file and nginx port."""
 
     config: FleetConfig
@@ -71,7 +71,7 @@ class Fleet:
         return self.config.env_file
 
 
-def connect(config: FleetConfig) -> Fleet:
+def connect(config: FleetConfig) -> RunningFleet:
     """The running fleet of `config.var_dir`, or RollingError saying why there is none."""
     supervisor = Supervisor(config.socket)
     if not supervisor.running():
@@ -85,7 +85,7 @@ def connect(config: FleetConfig) -> Fleet:
         raise RollingError(f"supervisord on {config.socket} runs no app processes")
     if names.get("nginx") != "RUNNING":
         raise RollingError(f"nginx is {names.get('nginx', 'missing')}, not RUNNING; see {config.var_dir}/log/")
-    return Fleet(config, supervisor, nginx_port(config.var_dir / "nginx.conf"))
+    return RunningFleet(config, supervisor, nginx_port(config.var_dir / "nginx.conf"))
 
 
 def nginx_port(rendered_conf: Path) -> int:
@@ -107,10 +107,10 @@ def env_settings(env_file: Path) -> Settings:
         raise InvalidEnvFile(f"invalid setting in {env_file}: {exc}; nothing was restarted") from None
 
 
-def status(fleet: Fleet) -> list[ProcessStatus]:
+def status(running: RunningFleet) -> list[ProcessStatus]:
     """Every app process as supervisord and its own /readyz see it (fleet/status.py), in port order."""
     try:
-        return status_cli.processes(fleet.config, fleet.supervisor)
+        return status_cli.processes(running.config, running.supervisor)
     except status_cli.StatusError as exc:
         raise RollingError(str(exc)) from None
 
@@ -158,9 +158,9 @@ class Restarted:
     routed: float  # seconds from ready to nginx routing to it
 
 
-def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float) -> Restarted:
+def restart_process(running: RunningFleet, row: ProcessStatus, mode: str, timeout: float) -> Restarted:
     """Stop, start and wait for one process (steps 1-4 above); raises RestartFailed if it does not come back."""
-    supervisor = fleet.supervisor
+    supervisor = running.supervisor
     began = time.monotonic()
     state = supervisor.process(namespec(row))["statename"]
     if state in ("STARTING", "RUNNING", "BACKOFF"):
@@ -170,7 +170,7 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
         # Not waiting here: readiness below is the real test, and it fails fast if the process exits.
         supervisor.rpc.startProcess(namespec(row), False)
     except xmlrpc.client.Fault as fault:
-        raise failure(fleet, row, f"supervisord could not start it: {fault.faultString}") from None
+        raise failure(running, row, f"supervisord could not start it: {fault.faultString}") from None
     started = time.monotonic()
     deadline = started + timeout
     new_pid = 0
@@ -179,37 +179,38 @@ def restart_process(fleet: Fleet, row: ProcessStatus, mode: str, timeout: float)
         info = supervisor.process(namespec(row))
         new_pid = info["pid"] or new_pid
         if info["statename"] in GAVE_UP:
-            raise failure(fleet, row, f"it exited at start ({info['statename']}: {info['spawnerr'] or 'see its log'})")
-        code, body = probe.get_json(fleet.config.app_address(row.port), "/readyz", timeout=2.0)
+            why = info["spawnerr"] or "see its log"
+            raise failure(running, row, f"it exited at start ({info['statename']}: {why})")
+        code, body = probe.get_json(running.config.app_address(row.port), "/readyz", timeout=2.0)
         body = body or {}
         if code:
             last = f"/readyz answered {code} {body.get('status', '')} {body.get('error', '')}".rstrip()
         if code == 200 and body.get("pid") == new_pid and body.get("db_mode") != mode:
-            raise failure(fleet, row, f"it came back in mode {body.get('db_mode')!r}, not {mode!r}")
+            raise failure(running, row, f"it came back in mode {body.get('db_mode')!r}, not {mode!r}")
         if info["statename"] == "RUNNING" and code == 200 and body.get("pid") == new_pid:
             break
         if time.monotonic() >= deadline:
-            raise failure(fleet, row, f"not ready {timeout:g}s after its start ({last})")
+            raise failure(running, row, f"not ready {timeout:g}s after its start ({last})")
         time.sleep(0.05)
 
     def routed_by_nginx() -> bool:
-        code, body = probe.get_json(fleet.nginx_port, "/readyz", timeout=2.0)
+        code, body = probe.get_json(running.nginx_port, "/readyz", timeout=2.0)
         return code == 200 and (body or {}).get("pid") == new_pid
 
     ready = time.monotonic()
     if not probe.wait_until(routed_by_nginx, max(deadline - ready, 10.0), interval=0.02):
-        raise failure(fleet, row, f"ready, but nginx (port {fleet.nginx_port}) did not route a request to it")
+        raise failure(running, row, f"ready, but nginx (port {running.nginx_port}) did not route a request to it")
     return Restarted(new_pid, started - began, ready - started, time.monotonic() - ready)
 
 
-def failure(fleet: Fleet, row: ProcessStatus, why: str) -> RestartFailed:
+def failure(running: RunningFleet, row: ProcessStatus, why: str) -> RestartFailed:
     """Stop the failed process (nginx then skips it instead of getting errors from it) and say what happened."""
     with contextlib.suppress(xmlrpc.client.Fault):
-        fleet.supervisor.rpc.stopProcess(namespec(row), True)
-    info = fleet.supervisor.process(namespec(row))
-    log_path = info.get("stdout_logfile") or f"{fleet.config.var_dir}/log/"
+        running.supervisor.rpc.stopProcess(namespec(row), True)
+    info = running.supervisor.process(namespec(row))
+    log_path = info.get("stdout_logfile") or f"{running.config.var_dir}/log/"
     tail = log_tail(Path(log_path)) if log_path else ""
-    serving = [r.name for r in status(fleet) if r.ready]
+    serving = [r.name for r in status(running) if r.ready]
     message = (
         f"{row.name} (port {row.port}) failed: {why}. It is stopped; "
         f"{len(serving)} other process(es) keep serving{': ' + ', '.join(serving) if serving else ''}."
@@ -236,7 +237,7 @@ def tail_lines(path: Path, size: int) -> list[str]:
 
 
 def rolling_restart(
-    fleet: Fleet,
+    running: RunningFleet,
     rows: list[ProcessStatus],
     mode: str,
     *,
@@ -246,7 +247,7 @@ def rolling_restart(
     """Restart `rows` one at a time (steps 1-4 above); returns the seconds it took."""
     started = time.monotonic()
     for number, row in enumerate(restart_order(rows), 1):
-        done = restart_process(fleet, row, mode, timeout)
+        done = restart_process(running, row, mode, timeout)
         old = f"pid {row.pid} ({row.mode})" if row.pid else f"{(row.supervisor_state or row.state).lower()}"
         log(
             f"[{number}/{len(rows)}] {row.name}: {old} -> pid {done.pid} ({mode}) in "
@@ -280,12 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = FleetConfig.from_env()
-        fleet = connect(config)
-        mode = env_settings(fleet.env_file).db_mode
+        running = connect(config)
+        mode = env_settings(running.env_file).db_mode
         with exclusive(config):
-            rows = status(fleet)
-            print(f"restarting {len(rows)} app processes one at a time (mode {mode}, from {fleet.env_file})")
-            seconds = rolling_restart(fleet, rows, mode, timeout=args.timeout)
+            rows = status(running)
+            print(f"restarting {len(rows)} app processes one at a time (mode {mode}, from {running.env_file})")
+            seconds = rolling_restart(running, rows, mode, timeout=args.timeout)
     except SettingsError as exc:
         print(f"error: invalid setting: {exc}", file=sys.stderr)
         return 2

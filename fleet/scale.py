@@ -141,7 +141,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
     names: list[str] = []
     try:
         try:
-            names = supervisor.fleet.addAppProcesses(new_ports)
+            names = supervisor.app_group.addAppProcesses(new_ports)
         except xmlrpc.client.Fault as fault:
             raise ScaleError(
                 f"supervisord cannot add processes ({fault.faultString}); a fleet started before scaling existed "
@@ -161,7 +161,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
             with contextlib.suppress(xmlrpc.client.Fault):
                 supervisor.rpc.stopProcess(f"app:{name}", True)
         with contextlib.suppress(xmlrpc.client.Fault):
-            supervisor.fleet.removeAppProcesses(names)
+            supervisor.app_group.removeAppProcesses(names)
         set_app_ports(now, now.app_ports)
         raise
     ready = time.monotonic()
@@ -208,7 +208,7 @@ def scale_down(now: FleetConfig, supervisor: Supervisor, procs: int, log) -> lis
         with contextlib.suppress(xmlrpc.client.Fault):
             supervisor.rpc.stopProcess(f"app:{name}", True)
     try:
-        supervisor.fleet.removeAppProcesses(names)
+        supervisor.app_group.removeAppProcesses(names)
     except xmlrpc.client.Fault as fault:
         log(f"note: stopped {', '.join(names)} but supervisord kept them listed ({fault.faultString})")
     set_app_ports(now, target.app_ports)

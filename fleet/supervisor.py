@@ -19,8 +19,9 @@ class Supervisor:
         weakref.finalize(self, transport.close)
         proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
         self.rpc = proxy.supervisor
-        # fleet/supervisor_rpc.py: adds app processes to the running group and removes them.
-        self.fleet = proxy.fleet
+        # fleet/supervisor_rpc.py's methods (XML-RPC namespace `fleet`): add app processes to the running group and
+        # remove them.
+        self.app_group = proxy.fleet
 
     def running(self) -> bool:
         """True if a supervisord answers on the socket."""
@@ -51,6 +52,7 @@ class Supervisor:
 
 
 def app_port(info: dict) -> int:
+    """The process number of an app process's supervisord entry (app-8001: 8001), its "port" (FleetConfig.app_ports)."""
     return int(info["name"].rsplit("-", 1)[1])
 
 

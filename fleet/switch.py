@@ -51,28 +51,28 @@ def previous_mode(env_mode: str, rows: list[ProcessStatus], target: str) -> str 
 
 
 def switch(
-    fleet: rolling.Fleet, mode: str, *, timeout: float = rolling.READY_TIMEOUT, log=print
+    running: rolling.RunningFleet, mode: str, *, timeout: float = rolling.READY_TIMEOUT, log=print
 ) -> tuple[int, float, str | None]:
     """Write `mode` to the env file and restart the processes not serving it yet. Returns (processes restarted,
     seconds, the previous mode). Raises InvalidEnvFile before changing anything, SwitchFailed on the way."""
-    env = read_env_file(fleet.env_file)
+    env = read_env_file(running.env_file)
     try:
         current = Settings.from_mapping(env)
         Settings.from_mapping({**env, MODE_VAR: mode})
     except SettingsError as exc:
-        raise rolling.InvalidEnvFile(f"invalid setting in {fleet.env_file}: {exc}; nothing was changed") from None
-    rows = rolling.status(fleet)
+        raise rolling.InvalidEnvFile(f"invalid setting in {running.env_file}: {exc}; nothing was changed") from None
+    rows = rolling.status(running)
     previous = previous_mode(current.db_mode, rows, mode)
     pending = [r for r in rows if not (r.ready and r.mode == mode)]
     if env.get(MODE_VAR) != mode:
-        write_env_file(fleet.env_file, {**env, MODE_VAR: mode})
-        log(f"{fleet.env_file}: {MODE_VAR}={mode} (was {current.db_mode})")
+        write_env_file(running.env_file, {**env, MODE_VAR: mode})
+        log(f"{running.env_file}: {MODE_VAR}={mode} (was {current.db_mode})")
     if not pending:
         log(f"every process already serves {mode}; nothing to restart (scripts/rolling-restart restarts them anyway)")
         return 0, 0.0, previous
     log(f"switching {len(pending)} of {len(rows)} app processes to {mode}, one at a time")
     try:
-        seconds = rolling.rolling_restart(fleet, pending, mode, timeout=timeout, log=log)
+        seconds = rolling.rolling_restart(running, pending, mode, timeout=timeout, log=log)
     except rolling.RestartFailed as exc:
         raise SwitchFailed(str(exc), previous) from None
     return len(pending), seconds, previous
@@ -103,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode:
             check_mode(args.mode)
         config = FleetConfig.from_env()
-        fleet = rolling.connect(config)
+        running = rolling.connect(config)
         if args.status:
-            rows = rolling.status(fleet)
+            rows = rolling.status(running)
             print(rolling.format_status(rows))
             return 0 if all(r.ready for r in rows) else 1
         with rolling.exclusive(config):
-            count, seconds, _ = switch(fleet, args.mode, timeout=args.timeout)
+            count, seconds, _ = switch(running, args.mode, timeout=args.timeout)
     except UnknownMode as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
