@@ -27,6 +27,7 @@ from pathlib import Path
 from app.settings import SettingsError
 from fleet import launcher, probe, rolling
 from fleet.config import FleetConfig
+from fleet.exit_status import EXIT_FAILED, fail, invalid_setting
 from fleet.supervisor import Supervisor
 
 DRAIN_CONF = "host-draining.conf"
@@ -239,16 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.then == "stop":
             launcher.down(config)
     except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        return invalid_setting(exc)
     except (rolling.RollingError, rolling.RestartFailed, launcher.FleetError, HostError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        code = fail(exc, exc.exit_status if isinstance(exc, rolling.RollingError) else EXIT_FAILED)
         if isinstance(exc, (rolling.RestartFailed, launcher.FleetError)):
             print(
                 f"The host stays drained. Fix the cause, then: {rolling.command('undrain-host', config)}",
                 file=sys.stderr,
             )
-        return 2 if isinstance(exc, rolling.InvalidEnvFile) else 1
+        return code
     return 0
 
 

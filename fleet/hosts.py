@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 from app.settings import DB_MODES
 from fleet.config import ROOT
+from fleet.exit_status import fail
 
 DEFAULT_COMMAND = "ssh {host}"
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$")
@@ -292,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"restarted every app process on {len(hosts)} host(s): {', '.join(hosts)}")
     except HostsFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     return 0
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from fleet.config import NGINX_TEMPLATE, render_nginx
+from fleet.exit_status import EXIT_INVALID, fail
 
 POD_PORT = 8080
 APP_PORT = 8000
@@ -67,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trusted = trusted_proxies(os.environ.get("FLEET_TRUSTED_PROXIES", DEFAULT_TRUSTED))
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, EXIT_INVALID)
     args.out.write_text(render_pod_nginx(trusted))
     return 0
 

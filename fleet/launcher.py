@@ -36,15 +36,13 @@ from pymongo.errors import PyMongoError
 from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
 from fleet import dbauth, envfile, ports, privileges, probe, readiness, rolling, scale
 from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
+from fleet.exit_status import EXIT_FAILED, EXIT_INVALID, EXIT_PORT_TAKEN, fail, invalid_setting
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, app_port, wait_for_exit
 
 READY_TIMEOUT = 60.0
 
 EXIT_READY = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_PORT_TAKEN = 3
 EXIT_REFUSED = 4
 
 RUN_EXIT_HELP = f"""exit status:
@@ -430,15 +428,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         up(config, requested=explicit_settings(os.environ), notes=notes)
     except (SettingsError, privileges.AccountError) as exc:
-        what = "invalid setting: " if isinstance(exc, SettingsError) else ""
-        print(f"error: {what}{exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return invalid_setting(exc) if isinstance(exc, SettingsError) else fail(exc, EXIT_INVALID)
     except FleetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_status
+        return fail(exc, exc.exit_status)
     except (rolling.RollingError, scale.ScaleError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(exc)
     supervisor = Supervisor(config.socket)
     running = scale.running_config(config, supervisor)
     # The running fleet's own answer: its env file may hold a mode switched since it started.

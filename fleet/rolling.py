@@ -38,6 +38,7 @@ from app.settings import Settings, SettingsError, read_env_file
 from fleet import probe
 from fleet import status as status_cli
 from fleet.config import FleetConfig
+from fleet.exit_status import EXIT_FAILED, EXIT_INVALID, fail, invalid_setting
 from fleet.supervisor import Supervisor
 
 READY_TIMEOUT = 60.0
@@ -49,9 +50,13 @@ GAVE_UP = ("BACKOFF", "EXITED", "FATAL", "STOPPED", "UNKNOWN")
 class RollingError(RuntimeError):
     """Refused before anything changed (fleet not running, invalid env file, another restart in progress)."""
 
+    exit_status = EXIT_FAILED
+
 
 class InvalidEnvFile(RollingError):
     """The env file holds a setting a process would refuse: nothing was restarted."""
+
+    exit_status = EXIT_INVALID
 
 
 class RestartFailed(RuntimeError):
@@ -288,15 +293,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"restarting {len(rows)} app processes one at a time (mode {mode}, from {running.env_file})")
             seconds = rolling_restart(running, rows, mode, timeout=args.timeout)
     except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        return invalid_setting(exc)
     except RollingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, InvalidEnvFile) else 1
+        return fail(exc, exc.exit_status)
     except RestartFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        code = fail(exc)
         print(f"Fix the cause, then run again: {command('rolling-restart', config)}", file=sys.stderr)
-        return 1
+        return code
     print(f"restarted {len(rows)} processes in {seconds:.1f}s; all ready in mode {mode}")
     return 0
 

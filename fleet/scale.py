@@ -37,6 +37,7 @@ from collections.abc import Callable
 from app.settings import Settings, SettingsError, read_env_file, write_env_file
 from fleet import nginx_reload, ports, probe, prometheus, readiness, rolling
 from fleet.config import FleetConfig
+from fleet.exit_status import EXIT_PORT_TAKEN, fail, invalid_setting
 from fleet.supervisor import Supervisor, app_port
 
 READY_TIMEOUT = 60.0
@@ -241,14 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         config = FleetConfig.from_env({k: v for k, v in os.environ.items() if k == "FLEET_VAR_DIR"})
         added, removed = scale(config, args.procs, timeout=args.timeout)
     except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        return invalid_setting(exc)
     except PortsTaken as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return fail(exc, EXIT_PORT_TAKEN)
     except (ScaleError, rolling.RollingError, nginx_reload.ReloadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     if not added and not removed:
         print(f"the fleet already runs {args.procs} app processes; nothing changed")
     ready = probe.ready(running_config(config, Supervisor(config.socket)).port)

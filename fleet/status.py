@@ -25,6 +25,7 @@ from app.process_status import ProcessStatus
 from app.settings import Settings, SettingsError
 from fleet import probe
 from fleet.config import FleetConfig
+from fleet.exit_status import fail
 from fleet.supervisor import Supervisor, app_port
 
 COLUMNS = (
@@ -42,6 +43,10 @@ COLUMNS = (
     ("BLOCKING POOL", lambda p: pool((p.get("pools") or {}).get("blocking"))),
     ("DETAIL", lambda p: p.get("detail") or ""),
 )
+
+
+# scripts/status's own: 1 is "a process is not ready" here, so a fleet that is not running is 2.
+EXIT_NOTHING_TO_ASK = 2
 
 
 class StatusError(RuntimeError):
@@ -180,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(args.watch)
     except (StatusError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, EXIT_NOTHING_TO_ASK)
     except KeyboardInterrupt:
         return 130
     summary = report["summary"]

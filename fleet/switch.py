@@ -19,6 +19,7 @@ from app.process_status import ProcessStatus
 from app.settings import DB_MODES, Settings, SettingsError, read_env_file, write_env_file
 from fleet import rolling
 from fleet.config import FleetConfig
+from fleet.exit_status import EXIT_INVALID, fail, invalid_setting
 
 MODE_VAR = "FLEET_DB_MODE"
 
@@ -111,19 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         with rolling.exclusive(config):
             count, seconds, _ = switch(running, args.mode, timeout=args.timeout)
     except UnknownMode as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, EXIT_INVALID)
     except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        return invalid_setting(exc)
     except rolling.RollingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, rolling.InvalidEnvFile) else 1
+        return fail(exc, exc.exit_status)
     except SwitchFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        code = fail(exc)
         if exc.previous_mode and config is not None:
             print(f"Roll back with: {rolling.command('switch-db-mode', config, exc.previous_mode)}", file=sys.stderr)
-        return 1
+        return code
     if count:
         print(f"switched {count} processes to {args.mode} in {seconds:.1f}s; every process serves {args.mode}")
     return 0

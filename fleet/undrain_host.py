@@ -15,6 +15,7 @@ from app.settings import SettingsError
 from fleet import probe, rolling
 from fleet.config import FleetConfig
 from fleet.drain_host import HEALTH_PATH, NGINX_TIMEOUT, AccessLog, HostError, connect, set_draining
+from fleet.exit_status import fail, invalid_setting
 
 READY_TIMEOUT = 60.0
 
@@ -62,11 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"no request arrived within {args.wait_traffic:g}s (no traffic, or the load balancer is slow)")
     except SettingsError as exc:
-        print(f"error: invalid setting: {exc}", file=sys.stderr)
-        return 2
+        return invalid_setting(exc)
     except (rolling.RollingError, HostError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(exc)
     return 0
 
 
