@@ -37,11 +37,7 @@ def table(results: list[dict]) -> str:
         for path, s in r["endpoints"].items():
             rows.append(
                 [
-                    str(r["procs"]),
-                    r["mode"],
-                    nginx,
-                    shedding(r),
-                    r["load"],
+                    *scenario_cells(r, nginx),
                     f"`{path}`",
                     str(s["requests"]),
                     str(s["failed"]),
@@ -50,10 +46,19 @@ def table(results: list[dict]) -> str:
                     str(s["p50_ms"]),
                     str(s["p99_ms"]),
                     str(s["max_ms"]),
-                    f"{r['stalls']} ({r['stalled_processes']})",
+                    stalls_cell(r),
                 ]
             )
     return writer.table(TABLE_HEADER.split("|"), rows)
+
+
+def scenario_cells(result: dict, nginx: str) -> list[str]:
+    """The cells both tables start a row with: N, mode, the nginx option, shedding, load."""
+    return [str(result["procs"]), result["mode"], nginx, shedding(result), result["load"]]
+
+
+def stalls_cell(result: dict) -> str:
+    return f"{result['stalls']} ({result['stalled_processes']})"
 
 
 def shedding(result: dict) -> str:
@@ -74,28 +79,24 @@ def compact_table(results: list[dict]) -> str:
         nginx = f"`{r['variant']}`" + FAULT_NOTES[r["fault_via"]]
         rows.append(
             [
-                str(r["procs"]),
-                r["mode"],
-                nginx,
-                shedding(r),
-                r["load"],
+                *scenario_cells(r, nginx),
                 str(total),
                 str(sum(s["failed"] for s in stats)),
                 f"{over_100:.2f}%",
                 f"{over_1s:.2f}%",
                 f"{max(s['max_ms'] for s in stats):.0f}",
-                f"{r['stalls']} ({r['stalled_processes']})",
+                stalls_cell(r),
             ]
         )
     return writer.table(COMPACT_HEADER.split("|"), rows)
 
 
 def verdict(shipped: list[dict]) -> str:
-    fleet = [r for r in shipped if r["procs"] >= 2]
-    if not fleet:
+    several = [r for r in shipped if r["procs"] >= 2]
+    if not several:
         return "Target: not measured (no run with N >= 2)."
-    failed = sum(s["failed"] for r in fleet for s in r["endpoints"].values())
-    worst = max(s["over_1s_pct"] for r in fleet for s in r["endpoints"].values())
+    failed = sum(s["failed"] for r in several for s in r["endpoints"].values())
+    worst = max(s["over_1s_pct"] for r in several for s in r["endpoints"].values())
     met = "met" if failed == 0 and worst <= 1.0 else "NOT met"
     return f"Target {met}: with N >= 2, {failed} failed requests; at most {worst}% delayed beyond 1 s in any row."
 
