@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
 from app.settings import Settings, env_name
 from fleet.config import ROOT
+from fleet.launcher import DERIVED
 
 SCRIPTS = [
     "run",
@@ -68,8 +70,8 @@ def test_run_help_lists_every_setting_with_its_default(tmp_path):
     text = run_script("run", "--help", var_dir=tmp_path / "var").stdout
     for var, default in [("FLEET_PORT", "8080"), ("FLEET_APP_PORT_BASE", "8001"), ("FLEET_DB_PORT", "27018")]:
         assert re.search(rf"^  {var} +\[{default}\]", text, re.M), var
-    settings = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI", "FLEET_APP_PORTS"}
-    settings -= {"FLEET_ENV_FILE"}
+    # MONGODB_URI has no default to list; the derived ones (app ports, env file, socket folder) scripts/run computes.
+    settings = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"} - DERIVED
     missing = [var for var in sorted(settings) if not re.search(rf"^  {var} +\[", text, re.M)]
     assert not missing, f"app settings missing from scripts/run --help: {missing}"
     for status in ("0", "1", "2", "3", "4"):
@@ -89,3 +91,19 @@ def test_status_of_a_fleet_that_never_ran_says_not_running(tmp_path):
     result = run_script("status", var_dir=tmp_path / "var")
     assert result.returncode == 2
     assert "fleet not running" in result.stderr
+
+
+def test_without_a_venv_every_fleet_wrapper_says_not_running_with_one_status(tmp_path):
+    # A checkout where scripts/run never ran: lib.sh's require_venv answers (exit 1) instead of installing packages;
+    # scripts/stop alone answers 0 (a fleet that never ran is stopped).
+    checkout = tmp_path / "checkout"
+    shutil.copytree(ROOT / "scripts", checkout / "scripts")
+    for name in ["status", "switch-db-mode", "rolling-restart", "scale", "ctl", "drain-host", "undrain-host"]:
+        result = subprocess.run(
+            [str(checkout / "scripts" / name), "x"], capture_output=True, text=True, timeout=60, cwd=checkout
+        )
+        assert result.returncode == 1, (name, result.stderr)
+        assert "the fleet is not running (no .venv yet); start it with scripts/run" in result.stderr, name
+    stop = subprocess.run([str(checkout / "scripts" / "stop")], capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 0 and "not running" in stop.stdout
+    assert not (checkout / ".venv").exists()
