@@ -109,7 +109,7 @@ async def serve(settings: Settings, port: int) -> None:
         # nginx's connect timed out (504); the kernel caps it at net.core.somaxconn (README "Overload").
         address = settings.app_address(port)
         server.add_sockets(addresses.bind(address, LISTEN_BACKLOG))
-        # FLEET_HOST may be 0.0.0.0: the peers are asked on loopback, like nginx asks them.
+        # The peers at their sockets, or on TCP at 127.0.0.1 even when FLEET_HOST is 0.0.0.0, as nginx asks them.
         peers = [
             addresses.app_address(settings.socket_dir, "127.0.0.1", other)
             for other in settings.fleet_ports(port)

@@ -146,8 +146,9 @@ class Settings:
     socket_dir: str = ""
     # The fleet status page (/status, /status.json through nginx); off hides both (404).
     status_page: bool = True
-    # Every app port of the fleet, comma-separated, so the process serving /status knows whom to ask. Written by
-    # scripts/run (fleet/config.py) from FLEET_APP_PORT_BASE and FLEET_PROCS; empty: this process only.
+    # Every app process's number of the fleet (its "port": the name of its socket, or its TCP port), comma-separated,
+    # so the process serving /status knows whom to ask. Written by scripts/run (fleet/config.py) from
+    # FLEET_APP_PORT_BASE and FLEET_PROCS; empty: this process only.
     app_ports: str = ""
     # Production profile (README "Security", app/access.py; nginx enforces the same from its rendered config). The
     # status page, /status.json and /openapi.json are served in production only to these client addresses or
