@@ -41,7 +41,9 @@ def trusted_proxies(value: str) -> list[str]:
 
 
 def render_pod_nginx(trusted: list[str], port: int = POD_PORT, app_port: int = APP_PORT) -> str:
-    conf = render_nginx(NGINX_TEMPLATE.read_text(), port, [app_port])
+    # The app container listens on the pod's loopback (its network namespace is the pod's own): TCP, no metrics
+    # servers in nginx (the app serves its metrics port itself).
+    conf = render_nginx(NGINX_TEMPLATE.read_text(), port, [app_port], socket_dir=None)
     directives = [*(f"set_real_ip_from {cidr};" for cidr in trusted), "real_ip_header X-Forwarded-For;"]
     directives.append("real_ip_recursive on;")
 

@@ -10,9 +10,11 @@ import textwrap
 
 import pytest
 
+from app.process_status import ProcessStatus, report
 from fleet.config import ROOT
+from fleet.status import render
 
-# Every stand-in logs "HOST SCRIPT ARGS"; switch-db-mode --status prints rolling.format_status's table; a script
+# Every stand-in logs "HOST SCRIPT ARGS"; switch-db-mode --status prints scripts/status's table; a script
 # named in FAIL (HOST:SCRIPT, or HOST:status for switch-db-mode --status) exits 1.
 STAND_IN = textwrap.dedent(
     """\
@@ -22,19 +24,24 @@ STAND_IN = textwrap.dedent(
     key="$FAKE_HOST:$name"; [ "$1" = --status ] && key="$FAKE_HOST:status"
     case ",$FAIL," in *",$key,"*) echo "error: $name failed on $FAKE_HOST" >&2; exit 1 ;; esac
     if [ "$name" = switch-db-mode ] && [ "$1" = --status ]; then
-        echo "process   port  pid  state    mode   ready  readyz"
-        echo "app-8001  8001  11   RUNNING  ${MODE:-motor}  yes    ready"
-        echo "app-8002  8002  12   RUNNING  ${MODE:-motor}  yes    ready"
+        sed "s/MODE_HERE/${MODE:-motor}/" "$(dirname "$0")/../status.txt"
     fi
     exit 0
     """
 )
 
 
+def status_table() -> str:
+    """The table the real `switch-db-mode --status` prints (scripts/status's), every process in MODE_HERE."""
+    rows = [ProcessStatus(port, "ready", pid=pid, mode="MODE_HERE") for port, pid in ((8001, 11), (8002, 12))]
+    return render(report(rows)) + "\n"
+
+
 @pytest.fixture
 def hosts_dir(tmp_path):
     scripts = tmp_path / "scripts"
     scripts.mkdir()
+    (tmp_path / "status.txt").write_text(status_table())
     for name in ("drain-host", "undrain-host", "switch-db-mode", "rolling-restart"):
         path = scripts / name
         path.write_text(STAND_IN)
