@@ -30,6 +30,8 @@ from fleet.supervisor import Supervisor
 
 PLAIN = "plain"
 FLEET = "fleet"
+# A variant's FleetConfig setting, not an app setting: how the processes listen.
+LISTEN = "FLEET_APP_LISTEN"
 # Each feature the report prices, by the app settings that turn it off (README "Performance").
 FEATURES_OFF = {
     "no metrics": {"FLEET_METRICS": "false"},
@@ -38,6 +40,8 @@ FEATURES_OFF = {
     "no features": {"FLEET_METRICS": "false", "FLEET_REQUEST_IDS": "false", "FLEET_WATCHDOG_MS": "0"},
     # Not a feature: the other event loop, which FLEET_EVENT_LOOP chooses.
     "asyncio loop": {"FLEET_EVENT_LOOP": "asyncio"},
+    # Nor this: the processes on loopback TCP ports instead of unix sockets (FLEET_APP_LISTEN; README "Security").
+    "app on loopback TCP": {LISTEN: "tcp"},
 }
 
 
@@ -63,7 +67,9 @@ class ComparePlan:
 
     def estimate_seconds(self) -> float:
         runs = sum(len(self.variants(e)) for e in self.endpoints)
-        return runs * (self.warmup_s + self.rounds * (self.duration_s + 0.3)) + 8 * (2 + 4 * self.features)
+        return runs * (self.warmup_s + self.rounds * (self.duration_s + 0.3)) + 8 * (
+            2 + len(FEATURES_OFF) * self.features
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +91,11 @@ def run(plan: ComparePlan, progress: Callable[[str], None] | None = None) -> dic
             db_pids = cpu.pids_matching("secantusd-py", f"{folder / 'db'}")
             targets = {PLAIN: stack.enter_context(plain_reference(plan, db_uri, db_pids, folder))}
             fleets = {FLEET: {}} | (FEATURES_OFF if plan.features else {})
-            for variant, env in fleets.items():
+            for variant, settings in fleets.items():
                 progress(f"booting {variant}: {plan.procs} processes, {plan.mode} mode")
-                config = stack.enter_context(booted_fleet(plan.mode, None, plan.procs, db_uri, **env))
+                env = {k: v for k, v in settings.items() if k != LISTEN}
+                tcp = settings.get(LISTEN) == "tcp"
+                config = stack.enter_context(booted_fleet(plan.mode, None, plan.procs, db_uri, tcp=tcp, **env))
                 layers = cpu.fleet_layers(Supervisor(config.socket).pids(), db_pids)
                 targets[variant] = Target(config.url, layers)
             pipeline = wrk.write_pipeline_script(folder)
