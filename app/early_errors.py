@@ -5,7 +5,8 @@ over `max_body_size`, bytes that are not HTTP), Tornado answers before any handl
 ``HTTP/1.1 400 Bad Request`` and no body, and closes the connection. nginx forwards some of these requests (it is
 more lenient about header values and `Host`), so a client would see a bodyless 400. Tornado has no hook for this
 answer; the server below swaps exactly those bytes for a JSON 400 on each connection's stream.
-`tests/test_hardening_input.py` and `tests/test_hardening_fleet.py` fail if a Tornado upgrade changes the bytes.
+`tests/app/test_validation.py` and `tests/whole_fleet/test_hardening_fleet.py` fail if a Tornado upgrade changes
+the bytes.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class NoteChanges(BaseModel):
 
 
 # Responses are built by `to_json` as plain dicts (what a page of 100 notes can afford), not serialised through
-# these models; tests/test_openapi.py checks that what the API answers validates against them.
+# these models; tests/app/test_openapi.py checks that what the API answers validates against them.
 class Note(BaseModel):
     """A note as every endpoint returns it."""
 

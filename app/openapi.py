@@ -2,7 +2,7 @@
 bodies (app/notes.py), the paths are written here.
 
 Served at /openapi.json next to the status page, and only when it is on (app/web.py). docs/openapi.json is a copy
-(tests/test_openapi.py checks it equals what the app serves); after changing a model or a path, regenerate it:
+(tests/app/test_openapi.py checks it equals what the app serves); after changing a model or a path, regenerate it:
     .venv/bin/python -m app.openapi > docs/openapi.json
 """
 

@@ -40,7 +40,7 @@ EVENT_LOOPS = ("asyncio", "uvloop")
 # to 1 s closing idle connections and the store's close, must end well before that, or requests die with it.
 MAX_DRAIN_SECONDS = 25.0
 # nginx closes an idle kept-alive connection to a process after this long (the upstream's keepalive_timeout in
-# deploy/nginx.conf; tests/test_deploy_configs.py checks they agree). A draining process waits for nginx to close
+# deploy/nginx.conf; tests/fleet/test_config.py checks they agree). A draining process waits for nginx to close
 # them and must never reach its deadline first: at the deadline it closes them itself, and a POST nginx writes on one
 # at that moment is lost (app/lifecycle.py).
 NGINX_UPSTREAM_KEEPALIVE_SECONDS = 2.0
@@ -82,8 +82,8 @@ class Settings:
     # power loss and, on a replica set, a failover. 0 (unacknowledged) is refused.
     db_write_concern: str = "majority"
     # Not optional on the embedded server: without j its WiredTiger log stays in a memory buffer, and a SIGKILL
-    # of the database loses acknowledged writes (tests/test_hardening_database.py shows none lost with j). The
-    # price there is an fsync per write, which makes concurrent bulk writes several times slower (README
+    # of the database loses acknowledged writes (tests/whole_fleet/test_hardening_database.py shows none lost with
+    # j). The price there is an fsync per write, which makes concurrent bulk writes several times slower (README
     # "Reliability"): that is why TFB's /updates opts out (Store.bulk_update(durable=False)). On a replica set of
     # mongods "majority" already waits for the journal (writeConcernMajorityJournalDefault), so j costs nothing more.
     db_journal: bool = True

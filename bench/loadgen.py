@@ -6,7 +6,7 @@ most `rate` requests per second. Every request is counted; a failure is a connec
 any status the endpoint should not give. The ids of acknowledged writes (201) are kept, so a caller can check
 afterwards that every one of them can still be read back.
 
-Used by tests/test_switch.py and by `scripts/switch-trial`; bounded by design (closed loop, capped rate,
+Used by tests/whole_fleet/test_switch.py and by `scripts/switch-trial`; bounded by design (closed loop, capped rate,
 stopped by the caller), because the machine it runs on is shared with the fleet it measures.
 """
 
@@ -89,7 +89,7 @@ class Load:
             raise ValueError(f"the load generator only targets this host (127.0.0.1), not {parts.hostname!r}")
         self.host, self.port = parts.hostname, parts.port or 80
         self.clients = clients
-        # ("write",): a storm of creates, the requests nginx never resends (tests/test_keepalive.py).
+        # ("write",): a storm of creates, the requests nginx never resends (tests/whole_fleet/test_keepalive.py).
         self.cycle = cycle
         # As browsers do: a request that fails with no response at all on a reused keep-alive connection is sent
         # once more on a new one (the server may close an idle connection as the request arrives: nginx's old

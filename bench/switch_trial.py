@@ -5,7 +5,7 @@ For each process count it boots a throw-away fleet (free ports, a /tmp folder, i
 the load generator (bench/loadgen.py) through nginx, switches motor -> threads -> async -> motor with
 scripts/switch-db-mode, and prints a markdown table: how long each switch took, how many requests were made
 while it ran, how many failed, and their latency. Then it checks that every acknowledged write can be read back
-and stops the fleet. A measurement for the README, not a test: tests/test_switch.py asserts the same things.
+and stops the fleet. A measurement for the README, not a test: tests/whole_fleet/test_switch.py asserts the same things.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One `FleetConfig` produces both sides that must agree: the environment supervisord expands in
 `deploy/supervisord.conf` (numprocs, numprocs_start) and the nginx upstream rendered from `deploy/nginx.conf`.
-`tests/test_deploy_configs.py` parses both with supervisor's and nginx's own tools and checks they list the same
+`tests/fleet/test_config.py` parses both with supervisor's and nginx's own tools and checks they list the same
 ports.
 """
 

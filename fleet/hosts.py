@@ -3,8 +3,8 @@
 
 Each host runs its own fleet and its own scripts; this command only runs them, host after host, through a command
 template (FLEET_HOST_COMMAND or --command; `{host}` is replaced by the host's name): `ssh {host}` in production,
-`ip netns exec {host} env FLEET_VAR_DIR=/tmp/x/{host}` in tests/test_multihost.py. The checkout is at the same path
-on every host (FLEET_HOST_DIR or --dir; default: this checkout's path).
+`ip netns exec {host} env FLEET_VAR_DIR=/tmp/x/{host}` in tests/whole_fleet/test_multihost.py. The checkout is at
+the same path on every host (FLEET_HOST_DIR or --dir; default: this checkout's path).
 
 First every host must answer `scripts/switch-db-mode --status` with every process ready (nothing is touched
 otherwise). Then, for each host in turn:

@@ -200,7 +200,7 @@ def script_env(config: FleetConfig) -> dict[str, str]:
         "FLEET_DB_PORT": str(config.db_port),
         "FLEET_APP_LISTEN": config.app_listen,
         # Throw-away fleets run as the invoking user, root included (scripts/run as root would otherwise drop to
-        # tornado-fleet, which may not be able to read this checkout: tests/test_security_privileges.py).
+        # tornado-fleet, which may not be able to read this checkout: tests/whole_fleet/test_security_privileges.py).
         "FLEET_USER": config.run_user,
         **config.app_env,
     }

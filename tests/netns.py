@@ -1,4 +1,4 @@
-"""Hosts as Linux network namespaces on a private bridge, for tests/test_multihost.py.
+"""Hosts as Linux network namespaces on a private bridge, for tests/whole_fleet/test_multihost.py.
 
 The bridge has no address in the machine's own namespace and no namespace has a default route, so nothing on it
 can reach anything else (no NAT, no forwarding): each namespace sees only the bridge's subnet and its own loopback.

@@ -38,7 +38,7 @@ def test_readme_lists_the_fields_readyz_returns(start_app):
 def test_readme_tests_table_lists_every_test_file_and_no_other():
     text = README.read_text()
     section = text.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"^\| `tests/(test_\w+\.py)` \|", section, re.M))
-    present = {path.name for path in (ROOT / "tests").glob("test_*.py")}
+    documented = set(re.findall(r"^\| `tests/((?:\w+/)?test_\w+\.py)` \|", section, re.M))
+    present = {path.relative_to(ROOT / "tests").as_posix() for path in (ROOT / "tests").rglob("test_*.py")}
     assert not present - documented, f"test files without a row in README's Tests table: {sorted(present - documented)}"
     assert not documented - present, f"README's Tests table names missing files: {sorted(documented - present)}"

@@ -1,7 +1,7 @@
 """A slow request that does not block the loop: `GET /fault/sleep?seconds=S` awaits S seconds, then answers.
 
 It has the shape of a slow database query in `async` mode: the process keeps serving other requests meanwhile,
-and the request counts as in flight. tests/test_switch.py uses it to show that a request in flight when its
+and the request counts as in flight. tests/whole_fleet/test_switch.py uses it to show that a request in flight when its
 process is told to stop still completes (the drain waits for it). Like /fault/block (app/handlers/fault.py),
 `make_app` routes it only when FLEET_FAULTS is on; otherwise it is a 404.
 """

@@ -14,7 +14,7 @@ Wraps the mode's store (``open_store`` returns it), so the three modes behave al
 
 Outside a request (no `current_scope`: scripts, tests, startup) operations run unguarded, as before.
 
-Every Store method is written out here, so readers and type checkers see a Store (tests/test_store_guard.py fails
+Every Store method is written out here, so readers and type checkers see a Store (tests/app/test_store_guard.py fails
 when the interface gains a method this class does not implement). The timing includes the guard's own refusals:
 an operation refused at its deadline is counted as one that failed with DeadlineExceeded.
 """
