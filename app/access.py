@@ -45,7 +45,7 @@ def bearer_matches(header: str | None, token: str) -> bool:
 
 
 def internals_allowed(handler: BaseHandler) -> bool:
-    settings = handler.config
+    settings = handler.app_settings
     if settings.env != "production":
         return True
     if address_allowed(handler.client_ip, settings.status_allow):

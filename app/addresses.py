@@ -35,14 +35,28 @@ def metrics_address(socket_dir: str, host: str, port: int, offset: int) -> Addre
 
 def bind(address: Address, backlog: int) -> list[socket.socket]:
     """Listening sockets for `address`. A unix socket is 0600: nginx and the tools run as the same account, and the
-    folder (0700) already keeps everyone else out; a stale socket file of a previous run is replaced."""
+    folder (0700) already keeps everyone else out. A stale socket file of a previous run is replaced; one that a
+    process still listens on is not (EADDRINUSE, as on TCP)."""
     if isinstance(address, str):
+        if answers(address):
+            # Tornado's bind replaces any socket file, a live one too: another process with this number (one
+            # started by hand) would silently take over the supervised one's traffic. TCP refuses; so does this.
+            raise OSError(errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: a process listens on {address}")
         try:
             return [tornado.netutil.bind_unix_socket(address, mode=0o600, backlog=backlog)]
         except ValueError as exc:  # something that is not a socket has the name: never removed
             raise OSError(errno.EADDRINUSE, f"{os.strerror(errno.EADDRINUSE)}: {exc}") from None
     host, port = address
     return tornado.netutil.bind_sockets(port, address=host, backlog=backlog)
+
+
+def answers(path: str) -> bool:
+    """Whether something accepts connections on the unix socket `path` (a stale file refuses them)."""
+    try:
+        connect(path, timeout=1.0).close()
+    except OSError:
+        return False
+    return True
 
 
 def connect(address: Address, timeout: float) -> socket.socket:

@@ -90,7 +90,7 @@ current_scope: contextvars.ContextVar[RequestScope | None] = contextvars.Context
 def admit(handler: tornado.web.RequestHandler) -> None:
     """Called first in BaseHandler.prepare (inside the task Tornado serves the request in): refuse the request if
     the process is full, else give it a deadline that its database operations inherit."""
-    settings = handler.settings["config"]
+    settings = handler.settings["app_settings"]
     if handler.request.path in ALWAYS_ADMITTED:
         return
     # The count includes this request (BaseHandler.__init__ counted it).

@@ -78,7 +78,8 @@ REQUEST_LINE_BYTES = 512
 # must be idempotent to be shed (a handler that writes sets `shed_on_stall = False`).
 SAFE_METHODS = ("GET", "HEAD")
 SAFE_PREFIXES = tuple(f"{method} ".encode() for method in SAFE_METHODS)
-# SO_LINGER on, timeout 0: close() sends RST at once (no FIN_WAIT for a connection nobody will read).
+# SO_LINGER on, timeout 0: on TCP, close() sends RST at once (no FIN_WAIT for a connection nobody will read). On a
+# unix socket it changes nothing: closing one whose request is still unread resets it there too (ECONNRESET).
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 # How long one call waits for new connections, and for the request on a new connection. The watchdog calls
 # again right away while the stall lasts, so this only bounds how late the shedder notices the stall's end.

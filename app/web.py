@@ -67,7 +67,7 @@ def make_app(
         template_path=str(HERE / "templates"),
         log_function=log_request,
         # Dependencies, read by BaseHandler's properties.
-        config=settings,
+        app_settings=settings,
         store=store,
         blocking=blocking,
         process=ProcessInfo(port=port),

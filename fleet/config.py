@@ -332,13 +332,18 @@ def saved_app_env(env_file: Path, app_vars: set[str]) -> dict[str, str]:
 
 
 def saved_app_listen(env_file: Path) -> dict[str, str]:
-    """{"app_listen": ...} as a fleet's env file records it (FLEET_SOCKET_DIR set or empty), or {} without one."""
+    """{"app_listen": ...} as a fleet's env file records it, or {} without one (see `listen_of`)."""
     saved: dict[str, str] = {}
     with contextlib.suppress(SettingsError):
         saved = read_env_file(env_file) if env_file.is_file() else {}
-    if "FLEET_SOCKET_DIR" not in saved:
-        return {}
-    return {"app_listen": "unix" if saved["FLEET_SOCKET_DIR"].strip() else "tcp"}
+    return {"app_listen": listen_of(saved)} if saved else {}
+
+
+def listen_of(env: Mapping[str, str]) -> str:
+    """How the processes started from this env file listen: on sockets when it names their folder; on TCP when it
+    names none, or predates FLEET_SOCKET_DIR (a fleet started before unix sockets keeps its ports until restarted
+    with `FLEET_APP_LISTEN=unix scripts/run`)."""
+    return "unix" if env.get("FLEET_SOCKET_DIR", "").strip() else "tcp"
 
 
 def profile_lines(settings: Settings) -> list[str]:

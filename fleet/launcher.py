@@ -264,7 +264,7 @@ def reconfigure(config: FleetConfig, supervisor: Supervisor, requested: Mapping[
         shape["FLEET_DB_PORT"] = db_port
     shape["FLEET_APP_LISTEN"] = running.app_listen
     for var, now in shape.items():
-        # Each was parsed once already (FleetConfig.from_env): int() cannot fail here.
+        # Each was parsed once already (FleetConfig.from_env): the conversion to the running value's type cannot fail.
         if var in requested and type(now)(requested[var].strip()) != now:
             refused.append(f"{var}: {now} -> {requested[var].strip()}")
     for var, (now, wanted) in start_setting_changes(config, supervisor, requested).items():

@@ -37,7 +37,7 @@ from app.process_status import ProcessStatus
 from app.settings import Settings, SettingsError, read_env_file
 from fleet import probe
 from fleet import status as status_cli
-from fleet.config import FleetConfig
+from fleet.config import FleetConfig, saved_app_listen
 from fleet.exit_status import EXIT_FAILED, EXIT_INVALID, fail, invalid_setting
 from fleet.supervisor import Supervisor
 
@@ -90,6 +90,8 @@ def connect(config: FleetConfig) -> RunningFleet:
         raise RollingError(f"supervisord on {config.socket} runs no app processes")
     if names.get("nginx") != "RUNNING":
         raise RollingError(f"nginx is {names.get('nginx', 'missing')}, not RUNNING; see {config.var_dir}/log/")
+    # Its processes listen where its env file says, whatever the caller's environment says.
+    config = dataclasses.replace(config, **saved_app_listen(config.env_file))
     return RunningFleet(config, supervisor, nginx_port(config.var_dir / "nginx.conf"))
 
 
@@ -253,7 +255,7 @@ def rolling_restart(
     started = time.monotonic()
     for number, row in enumerate(restart_order(rows), 1):
         done = restart_process(running, row, mode, timeout)
-        old = f"pid {row.pid} ({row.mode})" if row.pid else f"{(row.supervisor_state or row.state).lower()}"
+        old = f"pid {row.pid} ({row.mode or '?'})" if row.pid else f"{(row.supervisor_state or row.state).lower()}"
         log(
             f"[{number}/{len(rows)}] {row.name}: {old} -> pid {done.pid} ({mode}) in "
             f"{done.stopped + done.ready + done.routed:.1f}s (stopped {done.stopped:.1f}s, ready {done.ready:.1f}s "

@@ -28,15 +28,15 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import pwd
 import sys
 import time
 import xmlrpc.client
 from collections.abc import Callable
+from pathlib import Path
 
 from app.settings import Settings, SettingsError, read_env_file, write_env_file
 from fleet import nginx_reload, ports, probe, prometheus, readiness, rolling
-from fleet.config import FleetConfig
+from fleet.config import FleetConfig, listen_of
 from fleet.exit_status import EXIT_PORT_TAKEN, fail, invalid_setting
 from fleet.supervisor import Supervisor, app_port
 
@@ -75,17 +75,20 @@ def running_config(config: FleetConfig, supervisor: Supervisor) -> FleetConfig:
         app_env={k: v for k, v in env.items() if k not in ("MONGODB_URI", "FLEET_APP_PORTS", "FLEET_SOCKET_DIR")},
         # How the running processes listen is in their env file, and the account they run as is nginx's, whatever
         # the caller's environment says: nginx's config is rendered again for them.
-        app_listen="unix" if env.get("FLEET_SOCKET_DIR") else "tcp",
-        user=process_user(supervisor.process("nginx")["pid"]) or config.user,
+        app_listen=listen_of(env),
+        user=started_as(supervisor.supervisord_pid()) or config.user,
     )
 
 
-def process_user(pid: int) -> str:
-    """The name of the account process `pid` runs as ("" if it is gone)."""
+def started_as(supervisord_pid: int) -> str:
+    """The account supervisord runs the fleet's programs as: FLEET_RUN_USER in its environment (which
+    deploy/supervisord.conf's `user=` lines expand); "" if it cannot be read."""
     try:
-        return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
-    except (OSError, KeyError):
+        environ = Path(f"/proc/{supervisord_pid}/environ").read_bytes().split(b"\0")
+    except OSError:
         return ""
+    found = [item.partition(b"=")[2].decode() for item in environ if item.startswith(b"FLEET_RUN_USER=")]
+    return found[0] if found else ""
 
 
 def nginx_conf(config: FleetConfig) -> str:

@@ -74,10 +74,11 @@ wants_help() {
 
 # require_venv ARG... : what a wrapper of a fleet program (scripts/status, scale, ...) does first. With --help it
 # installs the venv (argparse lives there) so the program can answer; otherwise it installs nothing: without a
-# .venv, scripts/run has never run in this checkout, so no fleet of it runs, and the wrapper exits 1
-# (EXIT_NOT_RUNNING) with a message rather than spend minutes installing packages to say so.
+# .venv, scripts/run has never run in this checkout, so no fleet of it runs, and the wrapper exits with its own
+# program's "not running" status, EXIT_NOT_RUNNING (1 unless the wrapper sets it first: scripts/status 2,
+# scripts/ctl 7, as their --help says), with a message rather than spend minutes installing packages to say so.
 # (scripts/stop alone answers 0 there: a fleet that never ran is stopped, its documented success.)
-EXIT_NOT_RUNNING=1
+EXIT_NOT_RUNNING=${EXIT_NOT_RUNNING:-1}
 require_venv() {
     if wants_help "$@"; then
         ensure_venv requirements.txt

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ from app.logs import request_id_var
 from app.store import DATABASE_UNAVAILABLE
 from app.validation import ValidationError
 
+# A request on a process's own unix socket comes from this host (app/addresses.py).
+LOCAL_PEER = "127.0.0.1"
 log = logging.getLogger("fleet.http")
 
 SERVER = f"TornadoServer/{tornado.version}"
@@ -55,7 +58,7 @@ class BaseHandler(tornado.web.RequestHandler):
         # response (a format_timestamp per request showed in the /json profile), and the request id set directly
         # (it is already validated). Tornado calls this again when send_error resets the headers.
         headers = {"Server": SERVER, "Content-Type": "text/html; charset=UTF-8", "Date": http_date()}
-        if self.config.request_ids:
+        if self.app_settings.request_ids:
             headers["X-Request-Id"] = self.request_id
         self._headers = httputil.HTTPHeaders(headers)
         self.set_default_headers()
@@ -79,14 +82,20 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def client_ip(self) -> str:
-        """The client's address: nginx's X-Real-IP (nginx sets it from the connection, never from the client), or
-        the peer's address when the process is reached directly. `request.remote_ip` is nginx's own address."""
-        return self.request.headers.get("X-Real-Ip") or self.request.remote_ip
+        """The client's address: nginx's X-Real-IP (nginx sets it from the connection, never from the client), or,
+        for a process reached directly, the peer's address; on its unix socket that is the host itself (only the
+        fleet's account and root can connect there), for which Tornado would say 0.0.0.0. `request.remote_ip` is
+        nginx's own address."""
+        real_ip = self.request.headers.get("X-Real-Ip")
+        if real_ip:
+            return real_ip
+        context = getattr(self.request.connection, "context", None)
+        return LOCAL_PEER if getattr(context, "address_family", None) == socket.AF_UNIX else self.request.remote_ip
 
     def prepare(self) -> None:
         # Every line logged while this request is served carries its id (app.logs); prepare runs inside the task
         # Tornado serves the request in, so the value stays with this request.
-        if self.config.request_ids:
+        if self.app_settings.request_ids:
             request_id_var.set(self.request_id)
         admission.admit(self)  # in-progress bound (503 + Retry-After), the request's deadline (app/admission.py)
         if self.lifecycle.draining:
@@ -115,9 +124,9 @@ class BaseHandler(tornado.web.RequestHandler):
         return self.settings["blocking"]
 
     @property
-    def config(self):
+    def app_settings(self):
         """This process's app.settings.Settings (its FLEET_ variables; `self.settings` is Tornado's own)."""
-        return self.settings["config"]
+        return self.settings["app_settings"]
 
     @property
     def watchdog(self):

@@ -3,8 +3,8 @@
 `GET /fault/block?seconds=S` sleeps S seconds (0 < S <= 60) on the event loop itself, then answers with what it
 did. `make_app` routes it only when FLEET_FAULTS is on; otherwise it is a 404 like any unknown path.
 
-It blocks the process that receives it, so pick one by its own port, which is reachable on 127.0.0.1 only:
-    curl -s '127.0.0.1:8001/fault/block?seconds=3'
+It blocks the process that receives it, so pick one by its own socket (in var/run: the fleet's account only):
+    curl -s --unix-socket var/run/app-8001.sock 'http://app/fault/block?seconds=3'
 Sent through nginx it lands on one process of nginx's choosing, and nginx does not replay it on another
 (it is a slow GET, like a "query of death": see deploy/nginx.conf), which makes it a demo of exactly that.
 """

@@ -36,7 +36,7 @@ class ReadyHandler(BaseHandler):
         if self.lifecycle.draining:
             self.write_json({**info, "status": "draining"}, 503)
             return
-        timeout = self.config.db_timeout_ms / 1000
+        timeout = self.app_settings.db_timeout_ms / 1000
         try:
             # The driver's own server-selection timeout should fire first; this bounds the probe regardless.
             await asyncio.wait_for(self.store.ping(), timeout + 0.5)

@@ -21,19 +21,19 @@ REFRESH_DEFAULT, REFRESH_MIN, REFRESH_MAX = 2.0, 0.2, 60.0
 
 class StatusJsonHandler(InternalHandler):
     async def get(self) -> None:
-        config = self.config
+        settings = self.app_settings
         processes = await process_status.collect(
-            config.fleet_ports(self.process.port),
-            config,
+            settings.fleet_ports(self.process.port),
+            settings,
             # A /readyz waits at most the database timeout; a process silent for longer than that is stuck
             # (app/process_status.py caps the wait so that nginx's 5 s for /status.json is never reached).
-            request_timeout=config.db_timeout_ms / 1000 + 1.0,
+            request_timeout=settings.db_timeout_ms / 1000 + 1.0,
         )
         report = process_status.report(processes)
         report["served_by"] = {"port": self.process.port, "pid": os.getpid()}
         # The watchdog's stall threshold (FLEET_WATCHDOG_MS, the same for every process): lags above it are
         # highlighted on the page.
-        report["stall_threshold_ms"] = config.watchdog_ms
+        report["stall_threshold_ms"] = settings.watchdog_ms
         self.set_header("Cache-Control", "no-store")
         self.write_json(report)
 

@@ -47,7 +47,7 @@ def make_handler(cls, method: str = "GET"):
         headers=tornado.httputil.HTTPHeaders({"Host": "fleet"}),
     )
     # What BaseHandler counts its requests in (app.web sets both).
-    handler = cls(tornado.web.Application(lifecycle=Lifecycle(), in_flight=set(), config=Settings()), request)
+    handler = cls(tornado.web.Application(lifecycle=Lifecycle(), in_flight=set(), app_settings=Settings()), request)
     return handler, theirs
 
 
