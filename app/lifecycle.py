@@ -9,7 +9,7 @@ The order matters, and each step closes a race seen under load through nginx (te
    everything in the queue and closes the socket right after the accept that finds it empty (microseconds
    apart, no await in between), then serves what it accepted. From then on a connect is refused, which nginx
    retries on another process for any method (nothing was sent).
-   tests/whole_fleet/test_switch.py stops a process under a storm of new connections: a plain close lost 3-16 requests
+   tests/app/test_lifecycle.py stops a process under a storm of new connections: a plain close lost 3-16 requests
    per stop there; this loses none.
 2. **Let nginx close its connections.** nginx keeps connections to the processes open between requests
    (upstream keep-alive, deploy/nginx.conf), and may send a request on an idle one at any moment: a POST sent on

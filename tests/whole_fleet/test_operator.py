@@ -1,7 +1,7 @@
 """The operator's first hour, from the outside: the scripts a person types, on a real fleet.
 
 - A second fleet (another FLEET_VAR_DIR) on the first one's ports is refused, naming the holding processes, and
-  nothing of it starts; a port held by a stranger (a plain socket this test binds) likewise.
+  nothing of it starts (a port held by a stranger, without a fleet: tests/fleet/test_launcher.py).
 - A process that cannot bind its port is marked failed by supervisord (not restarted in a loop), and
   `scripts/run` says so with the log line; `scripts/status` shows it down.
 - `FLEET_PROCS=4 scripts/run` on a running 2-process fleet, then `scripts/scale 2`, under load: zero failed
@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -99,21 +97,6 @@ def test_a_second_fleet_on_the_same_ports_is_refused_naming_the_holders(fleet):
     finally:
         shutil.rmtree(second, ignore_errors=True)
     assert pids(fleet) == before
-
-
-def test_a_port_held_by_a_stranger_is_named_and_nothing_starts():
-    config = fleet_config("motor", 2, prefix="operator-stranger-")
-    stranger = socket.create_server(("127.0.0.1", config.port))
-    try:
-        result = script("run", env=script_env(config))
-        assert result.returncode == 3, result.stdout + result.stderr
-        assert f"port {config.port} (public port of nginx, FLEET_PORT) is held by pid {os.getpid()} (" in result.stderr
-        assert "python" in result.stderr.split(f"pid {os.getpid()} (", 1)[1].split(")", 1)[0]
-        assert not (config.var_dir / "supervisor.sock").exists()
-        assert all(probe.get_json(config.app_address(port), "/healthz")[0] == 0 for port in config.app_ports)
-    finally:
-        stranger.close()
-        shutil.rmtree(config.var_dir, ignore_errors=True)
 
 
 def test_a_process_that_cannot_bind_is_marked_failed_and_named(fleet):

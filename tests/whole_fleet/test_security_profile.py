@@ -14,13 +14,11 @@ import json
 import resource
 import select
 import socket
-import sys
 import time
 
 import pytest
 
 from fleet import probe
-from fleet.sandbox import free_port_block, start_process, stop_process
 from tests import raw_http
 from tests.fleets import module_fleet
 
@@ -182,24 +180,3 @@ def read_answers(sockets: list[socket.socket], *, deadline: float, until: int) -
             except OSError:
                 answered[sock] = b""  # reset
     return answered
-
-
-def test_a_production_process_whose_metrics_port_is_taken_does_not_serve(mongo_uri, tmp_path):
-    """Whoever holds a process's metrics port would answer for it on the status page: in production the process
-    exits 3 (supervisord does not restart that exit; scripts/run names it) instead of running without metrics."""
-    port = free_port_block(2)
-    squatter = socket.create_server(("127.0.0.1", port + 1))
-    env = {
-        "FLEET_ENV_FILE": "",
-        "MONGODB_URI": mongo_uri,
-        "FLEET_ENV": "production",
-        "FLEET_SECRET_KEY": "k" * 43,
-        "FLEET_METRICS_PORT_OFFSET": "1",
-    }
-    process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / "app.log", env)
-    try:
-        assert process.wait(30) == 3
-        assert f"metrics listener 127.0.0.1:{port + 1} not served" in (tmp_path / "app.log").read_text()
-    finally:
-        stop_process(process)
-        squatter.close()

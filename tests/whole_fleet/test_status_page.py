@@ -1,5 +1,6 @@
 """The fleet status page: /status in a real headless Chromium through nginx, /status.json, scripts/status, and a
-process that shows as down while it is killed and restarted. Also: no secrets on it, and it can be turned off."""
+process that shows as down while it is killed and restarted. (No secrets on it, and it can be turned off: on one
+process, tests/app/test_status_page.py.)"""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from fleet.config import ROOT
-from fleet.sandbox import free_port_block
 from fleet.supervisor import Supervisor, app_port
 from tests.client import get
-from tests.fleets import app_processes, module_fleet
+from tests.fleets import module_fleet
 
 pytestmark = pytest.mark.fleet
 
@@ -182,35 +182,3 @@ def test_the_page_shows_a_killed_process_down_then_up_again_in_chromium(status_f
 
 
 # -- a single process: secrets and the off switch (no fleet needed) -------------------------------------------
-
-
-@pytest.fixture
-def lone_process(tmp_path):
-    """Start one app process whose database is unreachable, with the given extra settings; returns the process."""
-    with app_processes(tmp_path, ready_path="/healthz", FLEET_DB_TIMEOUT_MS="200", FLEET_DB_MODE="async") as start:
-        yield start
-
-
-def test_the_status_page_leaks_no_database_credentials(lone_process):
-    dead_db = free_port_block(1)
-    secret = "s3cret-Passw0rd"
-    app = lone_process(MONGODB_URI=f"mongodb://fleet-admin:{secret}@127.0.0.1:{dead_db}/?authSource=admin")
-    url = app.url
-    report = get(f"{url}/status.json")
-    assert report.status == 200
-    (process,) = report.json()["processes"]
-    assert process["state"] == "not ready"  # the database is unreachable; the page says so
-    assert "503" in process["detail"]
-    bodies = [report.body, get(f"{url}/status").body, get(f"http://127.0.0.1:{app.metrics_port}/metrics").body]
-    for body in bodies:
-        assert secret.encode() not in body
-        assert b"fleet-admin" not in body
-
-
-def test_the_status_page_can_be_turned_off(lone_process):
-    url = lone_process(FLEET_STATUS_PAGE="false").url
-    # /openapi.json is registered with the status page and follows its switch (app/web.py).
-    for path in ("/status", "/status.json", "/status.js", "/openapi.json"):
-        response = get(url + path)
-        assert response.status == 404, path
-        assert response.json() == {"error": f"no such endpoint: {path}"}

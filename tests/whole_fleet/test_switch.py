@@ -5,13 +5,9 @@ can be read back (all), each process's mode and pid, exit codes and messages."""
 
 from __future__ import annotations
 
-import http.client
 import os
-import signal
 import subprocess
-import sys
 import threading
-import time
 
 import pytest
 
@@ -20,7 +16,6 @@ from app.settings import read_env_file, write_env_file
 from bench.loadgen import Load, LoadResult, all_note_ids
 from fleet import probe, rolling
 from fleet.config import ROOT, FleetConfig
-from fleet.sandbox import free_port_block, start_process, stop_process
 from fleet.supervisor import Supervisor, pid_alive
 from tests.client import get
 from tests.fleets import module_fleet
@@ -31,9 +26,6 @@ CLIENTS = 16
 # Requests per second per client: steady load well below what this shared 2-core machine can serve, so that a
 # failure means a request was lost by the restart, not by an overloaded machine.
 RATE = 6.0
-# Connections a storm of new connects can lose in the microseconds between the drain's last accept and its close
-# of the listening socket (see the test that uses it).
-MAX_RESET_IN_CLOSE_WINDOW = 2
 
 
 # One 2-process fleet for the whole module, switched through every mode (instead of conftest's per-mode one);
@@ -133,61 +125,6 @@ def test_a_request_in_flight_when_its_process_is_told_to_stop_completes(fleet):
             if supervisor.process(f"app:app-{port}")["statename"] == "STOPPED":
                 supervisor.rpc.startProcess(f"app:app-{port}", True)
     assert probe.wait_until(lambda: all(probe.ready(fleet.app_address(p)) for p in fleet.app_ports), 20)
-
-
-def test_a_process_stopped_under_load_resets_almost_no_connection(mongo_uri, tmp_path):
-    """Straight at one process, without nginx to retry what it can: while clients open connection after connection,
-    SIGTERM. Each request must be answered, or refused at connect (never sent, so safe to retry anywhere); a
-    connection reset or closed after the request was sent is a request lost.
-
-    The drain takes every queued connection and closes the listener right after the accept that finds the queue
-    empty; a handshake the kernel completes in the microseconds between that accept and the close is still reset
-    (Linux resets a closed listener's queue; only a second SO_REUSEPORT listener with tcp_migrate_req could take
-    it over). A plain close lost 3-16 requests per stop under this storm; the drain loses 0 in most runs and at
-    most one or two in ~1,100 (seen: 1 of 1,098 in a CI-like run), so that is the bound asserted."""
-    port = free_port_block(1)
-    env = {"MONGODB_URI": mongo_uri, "FLEET_ENV_FILE": "", "FLEET_METRICS_PORT_OFFSET": "0"}
-    process = start_process([sys.executable, "-m", "app", "--port", str(port)], tmp_path / "app.log", env)
-    outcomes: list[str] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            try:
-                conn.connect()
-            except ConnectionRefusedError:
-                outcomes.append("refused")
-                time.sleep(0.01)
-                continue
-            try:
-                conn.request("GET", "/json")
-                response = conn.getresponse()
-                response.read()
-                outcomes.append(str(response.status))
-            except (OSError, http.client.HTTPException) as exc:
-                outcomes.append(f"lost: {exc!r}")
-            finally:
-                conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    try:
-        assert probe.wait_until(lambda: probe.ready(port), 20), (tmp_path / "app.log").read_text()[-2000:]
-        for thread in threads:
-            thread.start()
-        assert probe.wait_until(lambda: len(outcomes) > 300, 20)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
-        probe.wait_until(lambda: outcomes.count("refused") > 20, 5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(15)
-        stop_process(process)
-    lost = [o for o in outcomes if o not in ("200", "refused")]
-    assert len(lost) <= MAX_RESET_IN_CLOSE_WINDOW, f"{len(lost)} of {len(outcomes)} requests lost: {lost[:5]}"
-    assert outcomes.count("refused") > 0  # the stop really happened while clients were connecting
-    assert "taken from the accept queue" in (tmp_path / "app.log").read_text()
 
 
 def test_status_shows_every_process(fleet):
