@@ -9,8 +9,23 @@ import pytest
 from supervisor.options import ServerOptions
 
 from app.server import IDLE_CONNECTION_TIMEOUT
-from app.settings import MAX_DRAIN_SECONDS, MIN_DRAIN_SECONDS, NGINX_UPSTREAM_KEEPALIVE_SECONDS, Settings, SettingsError
-from fleet.config import NGINX_TEMPLATE, SUPERVISORD_CONF, FleetConfig, nginx_binary, profile_lines, render_nginx
+from app.settings import (
+    MAX_DRAIN_SECONDS,
+    MIN_DRAIN_SECONDS,
+    NGINX_UPSTREAM_KEEPALIVE_SECONDS,
+    Settings,
+    SettingsError,
+    write_env_file,
+)
+from fleet.config import (
+    NGINX_TEMPLATE,
+    SUPERVISORD_CONF,
+    FleetConfig,
+    listen_of,
+    nginx_binary,
+    profile_lines,
+    render_nginx,
+)
 
 
 def supervisor_groups(monkeypatch, config: FleetConfig) -> dict:
@@ -168,3 +183,21 @@ def test_metrics_ports_that_collide_are_refused_before_anything_starts():
     assert config.app_settings().fleet_ports(8001) == [8001, 8002, 8003]
     with pytest.raises(SettingsError, match="FLEET_APP_PORTS: must be comma-separated port numbers"):
         Settings.from_mapping({"FLEET_APP_PORTS": "8001,eighty"})
+
+
+@pytest.mark.parametrize(
+    ("env", "listen"),
+    [
+        ({"FLEET_SOCKET_DIR": "/srv/fleet/var/run", "FLEET_DB_MODE": "motor"}, "unix"),
+        ({"FLEET_SOCKET_DIR": "", "FLEET_DB_MODE": "motor"}, "tcp"),
+        # Written before unix sockets: its processes run on their ports until a restart with FLEET_APP_LISTEN=unix.
+        ({"FLEET_DB_MODE": "motor"}, "tcp"),
+    ],
+)
+def test_a_fleets_env_file_says_how_its_processes_listen_whatever_the_callers_environment(tmp_path, env, listen):
+    write_env_file(tmp_path / "fleet.env", env)
+    assert listen_of(env) == listen
+    # Every script builds its config from the environment; a running fleet's own file wins.
+    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path)}).app_listen == listen
+    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path), "FLEET_APP_LISTEN": "unix"}).app_listen == "unix"
+    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path / "new")}).app_listen == "unix"  # the default
