@@ -220,6 +220,13 @@ class FleetConfig:
         """Where process `port` serves requests: its unix socket, or 127.0.0.1:PORT (app/addresses.py)."""
         return addresses.app_address(str(self.socket_dir or ""), "127.0.0.1", port)
 
+    def processes_where(self) -> str:
+        """The processes and where they listen, for a line of output: `2 processes app-8001-app-8002 on unix
+        sockets in var/run` (or `on ports 8001-8002`)."""
+        first, last = self.app_ports[0], self.app_ports[-1]
+        where = f"unix sockets in {self.socket_dir}" if self.socket_dir is not None else f"ports {first}-{last}"
+        return f"{self.procs} processes app-{first}-app-{last} on {where}"
+
     def app_url(self, port: int) -> str:
         """The URL (no path) of process `port` itself, not through nginx (fleet.probe.request understands it)."""
         return addresses.url(self.app_address(port))
@@ -325,25 +332,35 @@ def account_settings(environ: Mapping[str, str]) -> dict[str, str]:
 
 def saved_app_env(env_file: Path, app_vars: set[str]) -> dict[str, str]:
     """The app settings in a fleet's env file ({} when there is none, or it cannot be read: another account's)."""
-    saved: dict[str, str] = {}
-    with contextlib.suppress(SettingsError):
-        saved = read_env_file(env_file) if env_file.is_file() else {}
-    return {k: v for k, v in saved.items() if k in app_vars - {"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"}}
+    derived = {"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"}
+    return {k: v for k, v in saved_env(env_file).items() if k in app_vars - derived}
 
 
 def saved_app_listen(env_file: Path) -> dict[str, str]:
-    """{"app_listen": ...} as a fleet's env file records it, or {} without one (see `listen_of`)."""
-    saved: dict[str, str] = {}
-    with contextlib.suppress(SettingsError):
-        saved = read_env_file(env_file) if env_file.is_file() else {}
+    """{"app_listen": ...} as a fleet's env file records it, for a start: {} when there is none, or it predates
+    FLEET_SOCKET_DIR (a cold start then takes the default, unix sockets)."""
+    saved = saved_env(env_file)
+    return {"app_listen": listen_of(saved)} if "FLEET_SOCKET_DIR" in saved else {}
+
+
+def running_app_listen(env_file: Path) -> dict[str, str]:
+    """{"app_listen": ...} of the processes running from this env file ({} without one): what the tools that talk
+    to a running fleet (status, rolling restart, switch, scale) need, whatever the caller's environment says."""
+    saved = saved_env(env_file)
     return {"app_listen": listen_of(saved)} if saved else {}
 
 
 def listen_of(env: Mapping[str, str]) -> str:
     """How the processes started from this env file listen: on sockets when it names their folder; on TCP when it
-    names none, or predates FLEET_SOCKET_DIR (a fleet started before unix sockets keeps its ports until restarted
-    with `FLEET_APP_LISTEN=unix scripts/run`)."""
+    names none, or predates FLEET_SOCKET_DIR (those processes were started on their ports)."""
     return "unix" if env.get("FLEET_SOCKET_DIR", "").strip() else "tcp"
+
+
+def saved_env(env_file: Path) -> dict[str, str]:
+    """A fleet's env file ({} when there is none, or it cannot be read: another account's)."""
+    with contextlib.suppress(SettingsError):
+        return read_env_file(env_file) if env_file.is_file() else {}
+    return {}
 
 
 def profile_lines(settings: Settings) -> list[str]:

@@ -439,8 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = (probe.ready(running.port) or {}).get("db_mode", "?")
     where = "embedded database" if config.embedded_db else "MONGODB_URI"
     print(
-        f"fleet ready: {running.url}/  ({running.procs} processes on ports {running.app_ports[0]}-"
-        f"{running.app_ports[-1]}, db_mode={mode}, {where})\n"
+        f"fleet ready: {running.url}/  ({running.processes_where()}, db_mode={mode}, {where})\n"
         f"  status:  {rolling.command('status', config)}\n"
         f"  control: {ctl_command(config, 'status')}   (supervisorctl on this fleet's socket)\n"
         f"  scale:   {rolling.command('scale', config, 'N')}\n"

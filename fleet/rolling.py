@@ -37,7 +37,7 @@ from app.process_status import ProcessStatus
 from app.settings import Settings, SettingsError, read_env_file
 from fleet import probe
 from fleet import status as status_cli
-from fleet.config import FleetConfig, saved_app_listen
+from fleet.config import FleetConfig, running_app_listen
 from fleet.exit_status import EXIT_FAILED, EXIT_INVALID, fail, invalid_setting
 from fleet.supervisor import Supervisor
 
@@ -91,7 +91,7 @@ def connect(config: FleetConfig) -> RunningFleet:
     if names.get("nginx") != "RUNNING":
         raise RollingError(f"nginx is {names.get('nginx', 'missing')}, not RUNNING; see {config.var_dir}/log/")
     # Its processes listen where its env file says, whatever the caller's environment says.
-    config = dataclasses.replace(config, **saved_app_listen(config.env_file))
+    config = dataclasses.replace(config, **running_app_listen(config.env_file))
     return RunningFleet(config, supervisor, nginx_port(config.var_dir / "nginx.conf"))
 
 

@@ -173,8 +173,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
     write_prometheus_targets(target)
     log(
         f"added {', '.join(names)}: ready {ready - started:.1f}s after start, routed by nginx "
-        f"{time.monotonic() - ready:.1f}s later; {procs} processes on ports {target.app_ports[0]}-"
-        f"{target.app_ports[-1]}"
+        f"{time.monotonic() - ready:.1f}s later; {target.processes_where()}"
     )
     return new_ports
 
@@ -218,7 +217,7 @@ def scale_down(now: FleetConfig, supervisor: Supervisor, procs: int, log) -> lis
     set_app_ports(now, target.app_ports)
     log(
         f"removed {', '.join(names)} (out of nginx first, then drained and stopped in "
-        f"{time.monotonic() - started:.1f}s); {procs} processes on ports {target.app_ports[0]}-{target.app_ports[-1]}"
+        f"{time.monotonic() - started:.1f}s); {target.processes_where()}"
     )
     return removed
 

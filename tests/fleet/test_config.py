@@ -25,6 +25,7 @@ from fleet.config import (
     nginx_binary,
     profile_lines,
     render_nginx,
+    running_app_listen,
 )
 
 
@@ -197,7 +198,11 @@ def test_metrics_ports_that_collide_are_refused_before_anything_starts():
 def test_a_fleets_env_file_says_how_its_processes_listen_whatever_the_callers_environment(tmp_path, env, listen):
     write_env_file(tmp_path / "fleet.env", env)
     assert listen_of(env) == listen
-    # Every script builds its config from the environment; a running fleet's own file wins.
-    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path)}).app_listen == listen
-    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path), "FLEET_APP_LISTEN": "unix"}).app_listen == "unix"
-    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path / "new")}).app_listen == "unix"  # the default
+    # The tools that talk to the running processes go by the file, whatever the caller's FLEET_APP_LISTEN.
+    given = FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path), "FLEET_APP_LISTEN": "unix"})
+    assert given.app_listen == "unix"
+    assert running_app_listen(given.env_file) == {"app_listen": listen}
+    # A start keeps what the file records; a file from before FLEET_SOCKET_DIR records nothing: the default.
+    started = FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path)}).app_listen
+    assert started == (listen if "FLEET_SOCKET_DIR" in env else "unix")
+    assert FleetConfig.from_env({"FLEET_VAR_DIR": str(tmp_path / "new")}).app_listen == "unix"
