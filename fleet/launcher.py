@@ -35,7 +35,7 @@ from pymongo.errors import PyMongoError
 
 from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
 from fleet import dbauth, envfile, ports, privileges, probe, readiness, rolling, scale
-from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig
+from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig, running_app_listen
 from fleet.exit_status import EXIT_FAILED, EXIT_INVALID, EXIT_PORT_TAKEN, fail, invalid_setting
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, app_port, wait_for_exit
@@ -135,6 +135,8 @@ def up(
         # Leave a running fleet's files alone: its env file may hold a switched mode.
         reconfigure(config, supervisor, requested or {}, log)
         public_port = rolling.nginx_port(config.var_dir / "nginx.conf")
+        # Its processes are where its env file says they listen (a fleet started before unix sockets: on TCP).
+        config = dataclasses.replace(config, **running_app_listen(config.env_file))
     else:
         check_ports(config)
         config = privileges.prepare(config, log)  # the programs' own account (README "Security")
