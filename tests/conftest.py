@@ -5,7 +5,9 @@ fleets under supervisord with nginx. Nothing here mocks a driver.
   benchmark collections (`world`, `fortune`) in database `fleet`.
 - `db_name`: a fresh database name per test, for tests that write.
 - `mode` (parametrized: motor, threads, async): run the test once per database mode.
-- `app_url` (module, per mode): one real app process (`python -m app`) on a free port against `mongo_uri`.
+- `app_url` (session, per mode): one real app process (`python -m app`) on a free port against `mongo_uri`,
+  shared by every module that asks for it (they only make requests; a test that needs other settings or a
+  process of its own uses `start_app`).
 - `start_app` (function): starts app processes with the settings given (`start_app(FLEET_FAULTS="true")`) on a
   free port against `mongo_uri`; returns a `fleet.sandbox.AppProcess` (url, port, metrics_port, log); all are
   stopped at teardown.
@@ -46,7 +48,7 @@ def mode(request) -> str:
     return request.param
 
 
-@pytest.fixture(scope="module", params=DB_MODES)
+@pytest.fixture(scope="session", params=DB_MODES)
 def app_url(request, mongo_uri, tmp_path_factory):
     """A real app process in each mode, on the seeded `fleet` database."""
     env = {"FLEET_DB_MODE": request.param, "MONGODB_URI": mongo_uri}

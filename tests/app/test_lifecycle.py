@@ -91,6 +91,10 @@ def test_a_process_stopped_under_load_resets_almost_no_connection(mongo_uri, tmp
                 outcomes.append("refused")
                 time.sleep(0.01)
                 continue
+            except OSError as exc:
+                # The handshake completed in the close window and was reset (see above): counted with the lost.
+                outcomes.append(f"lost at connect: {exc!r}")
+                continue
             try:
                 conn.request("GET", "/json")
                 response = conn.getresponse()

@@ -54,6 +54,9 @@ def test_all_processes_answer_in_the_configured_mode(fleet):
     assert len({r["pid"] for r in seen.values()}) == fleet.procs
 
 
+# supervisord's restart and nginx's retry do not depend on the database mode: one mode (every mode's fleet answers
+# through nginx above, and tests/whole_fleet/test_hardening_database.py kills their database).
+@pytest.mark.parametrize("fleet", ["async"], indirect=True)
 def test_a_killed_process_is_restarted_and_the_fleet_keeps_answering(fleet):
     supervisor = Supervisor(fleet.socket)
     victim = supervisor.app_processes()[0]
