@@ -223,10 +223,12 @@ def booted(config: FleetConfig) -> Iterator[Supervisor]:
 def stop_fleet(config: FleetConfig) -> None:
     """Stop a fleet started with `launcher.up` and remove its folder, killing by PID whatever hangs.
 
-    supervisord stops the programs one priority group after the other; the app processes drain as in production,
-    but the database's clean stop (~3 s: its accept thread's join times out, then WiredTiger closes) and the log
-    rotator's are not waited for: their files are removed right after. Each is killed by PID once supervisord is
-    shutting down (it restarts nothing then), the database only once no app process is left to close its store.
+    supervisord would stop the programs one priority group per tick of its loop (~1 s each), the database last
+    (~3 s: its accept thread's join times out, then WiredTiger closes), for files removed right after. So once
+    supervisord is shutting down (it restarts nothing then), nginx and the app processes are signalled here, all
+    at once, by PID (the apps still drain: nginx's graceful stop closes the connections they wait for), the log
+    rotator is killed, and the database too once no app process is left to close its store. scripts/stop and
+    `launcher.down` are unchanged.
     """
     supervisor = Supervisor(config.socket)
     if not supervisor.running():
@@ -239,6 +241,10 @@ def stop_fleet(config: FleetConfig) -> None:
     try:
         supervisor.rpc.shutdown()
         kill(throwaway.get("logrotate"))
+        for p in processes:
+            if p["name"] not in throwaway:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p["pid"], signal.SIGQUIT if p["name"] == "nginx" else signal.SIGTERM)
         wait_for_exit(others, 60)
         kill(throwaway.get("db"))
     finally:
