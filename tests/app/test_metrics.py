@@ -4,27 +4,9 @@ class, and the pools each mode reports. Through a fleet: tests/whole_fleet/test_
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from fleet import probe
 from fleet.sandbox import APP_METRICS_OFFSET, free_port_block, start_app
-from tests.client import get
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset], float]:
-    """{(sample name, labels): value} from the Prometheus text on port's /metrics."""
-    response = get(f"http://127.0.0.1:{port}/metrics")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples, name: str, **labels) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+from tests.client import get, scrape, value
 
 
 def test_database_errors_are_counted_by_operation_and_class(tmp_path):

@@ -21,29 +21,10 @@ import tornado.web
 
 from app import shedding
 from app.handlers.benchmark import JsonHandler, UpdatesHandler
-from app.lifecycle import Lifecycle
-from app.settings import Settings
 from fleet import probe
 from fleet.sandbox import free_port_block
+from tests.app.inprocess import guarded_stream, make_handler, open_sockets
 from tests.client import get, request
-
-
-class _Connection:
-    """What RequestHandler and the shedder read from an HTTP connection: a close callback and its stream (a real
-    IOStream with the guard app.lifecycle installs on every connection)."""
-
-    def __init__(self, sock: socket.socket):
-        self.stream = guarded_stream(sock)
-
-    def set_close_callback(self, callback) -> None:
-        pass
-
-
-def guarded_stream(sock: socket.socket) -> tornado.iostream.IOStream:
-    """A Tornado IOStream on `sock` with the shedding guard FleetHTTPServer gives each connection (inside a loop)."""
-    stream = tornado.iostream.IOStream(sock)
-    shedding.ShedGuard(stream)
-    return stream
 
 
 class _Server:
@@ -60,29 +41,6 @@ class Blocker(tornado.web.RequestHandler):
         thread = threading.Thread(target=call)
         thread.start()
         thread.join()
-
-
-_sockets: list[socket.socket] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_sockets():
-    yield
-    while _sockets:
-        _sockets.pop().close()
-
-
-def make_handler(cls, method: str = "GET"):
-    ours, theirs = socket.socketpair()
-    _sockets.extend((ours, theirs))
-    request = tornado.httputil.HTTPServerRequest(
-        connection=_Connection(ours),
-        start_line=tornado.httputil.RequestStartLine(method, "/", "HTTP/1.1"),
-        headers=tornado.httputil.HTTPHeaders({"Host": "fleet"}),
-    )
-    # What BaseHandler counts its requests in (app.web sets both).
-    handler = cls(tornado.web.Application(lifecycle=Lifecycle(), in_flight=set(), app_settings=Settings()), request)
-    return handler, theirs
 
 
 def was_shed(peer: socket.socket) -> bool:
@@ -135,7 +93,7 @@ def kept_alive(sent: bytes = b"", buffered: bytes = b""):
     """A kept-alive connection no handler serves: (its stream, nginx's end). `sent` waits unread in the socket,
     `buffered` was read by Tornado before the loop stalled (and is in its read buffer, not yet parsed)."""
     ours, theirs = socket.socketpair()
-    _sockets.extend((ours, theirs))
+    open_sockets.extend((ours, theirs))
     stream = guarded_stream(ours)
     if buffered:
         theirs.sendall(buffered)

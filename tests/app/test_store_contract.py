@@ -13,21 +13,8 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.operations import UpdateOne
 
 from app.admission import ClientGone, DeadlineExceeded, RequestScope, current_scope
-from app.settings import Settings
-from app.store import DATABASE_UNAVAILABLE, open_store
-
-
-def run_with_store(mode, uri, db_name, scenario, **settings):
-    async def main():
-        store = open_store(
-            Settings.from_mapping({"FLEET_DB_MODE": mode, "MONGODB_URI": uri, "FLEET_DB_NAME": db_name, **settings})
-        )
-        try:
-            return await scenario(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+from app.store import DATABASE_UNAVAILABLE
+from tests.app.inprocess import run_with_store
 
 
 def test_reports_its_mode_and_pings(mode, mongo_uri, db_name):

@@ -17,10 +17,9 @@ from app.admission import DeadlineExceeded, RequestScope, current_scope
 from app.blocking import BlockingPool
 from app.metrics import Metrics
 from app.process_snapshot import ProcessSnapshot
-from app.settings import Settings
-from app.store import open_store
 from app.store.base import Store
 from app.store.guard import GuardedStore
+from tests.app.inprocess import run_with_store
 
 STORE_METHODS = sorted(name for name, value in vars(Store).items() if callable(value) and not name.startswith("_"))
 # Store methods that are not database operations: neither guarded nor timed.
@@ -130,25 +129,12 @@ def test_without_metrics_operations_are_guarded_only():
     assert [name for name, _ in calls] == ["count"]
 
 
-def with_store(mode, uri, db_name, scenario, **settings):
-    async def main():
-        store = open_store(
-            Settings.from_mapping({"FLEET_DB_MODE": mode, "MONGODB_URI": uri, "FLEET_DB_NAME": db_name, **settings})
-        )
-        try:
-            return await scenario(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
 def test_each_store_reports_its_own_pool_sized_by_fleet_db_threads(mode, mongo_uri, db_name):
     async def scenario(store):
         await asyncio.gather(*(store.ping() for _ in range(6)))
         return store.pool_stats(), [t.name for t in threading.enumerate()]
 
-    stats, threads = with_store(mode, mongo_uri, db_name, scenario, FLEET_DB_THREADS="3")
+    stats, threads = run_with_store(mode, mongo_uri, db_name, scenario, FLEET_DB_THREADS="3")
     if mode == "threads":
         assert stats == {"size": 3, "active": 0, "queued": 0, "queue_limit": 256, "refused": 0}
     elif mode == "motor":
@@ -167,7 +153,7 @@ def test_motor_max_workers_no_longer_sizes_motors_pool(mongo_uri, db_name, monke
         return store.pool_stats()
 
     with caplog.at_level(logging.WARNING, logger="fleet.store"):
-        stats = with_store("motor", mongo_uri, db_name, scenario, FLEET_DB_THREADS="5")
+        stats = run_with_store("motor", mongo_uri, db_name, scenario, FLEET_DB_THREADS="5")
     assert stats["size"] == 5
     assert "MOTOR_MAX_WORKERS is ignored: FLEET_DB_THREADS (5)" in caplog.text
 

@@ -10,11 +10,10 @@ import threading
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from fleet import probe
 from fleet.supervisor import Supervisor
-from tests.client import get
+from tests.client import get, scrape, value
 from tests.fleets import module_fleet
 
 # Two threads for the database: concurrent requests must queue for them, which the gauges have to show.
@@ -26,22 +25,6 @@ threads_fleet = module_fleet("threads", FLEET_DB_THREADS=str(DB_THREADS))
 
 def metrics_port(config, app_port: int) -> int:
     return app_port + int(config.app_env["FLEET_METRICS_PORT_OFFSET"])
-
-
-def scrape(port: int) -> dict[tuple[str, frozenset], float]:
-    """{(sample name, labels): value} from the Prometheus text on port's /metrics."""
-    response = get(f"http://127.0.0.1:{port}/metrics")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples, name: str, **labels) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def requests_of(samples, handler: str) -> float:
