@@ -32,6 +32,7 @@ import tornado.netutil
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.simple_httpclient import HTTPTimeoutError
 
+from app import addresses
 from app.addresses import Address
 from app.settings import Settings
 
@@ -147,7 +148,7 @@ class ProcessSockets(tornado.netutil.Resolver):
 
     def url(self, address: Address, path: str) -> str:
         if isinstance(address, tuple):
-            return f"http://{address[0]}:{address[1]}{path}"
+            return addresses.url(address) + path
         name = f"process-{len(self.paths)}.fleet"
         self.paths[name] = address
         return f"http://{name}{path}"
@@ -188,7 +189,8 @@ async def fetch_json(client, url: str, request_timeout: float) -> tuple[int | st
         )
     except HTTPTimeoutError:
         return "timeout", None
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, FileNotFoundError):
+        # Nothing listens: a port or a stale socket file refuses; a socket never bound (or its folder) is missing.
         return "refused", None
     except (HTTPClientError, OSError) as exc:
         # Accepted, then closed without an answer: a stalled process shedding its waiting GETs (app/shedding.py)
