@@ -47,6 +47,9 @@ METRICS_LISTEN = r"listen 127\.0\.0\.1:\d+;"
 METRICS_SOCKET = r"unix:\S+?\.metrics\.sock:"
 # The folder of the processes' sockets (app/addresses.py), under FLEET_VAR_DIR; FLEET_APP_LISTEN=tcp: none.
 SOCKET_SUBDIR = "run"
+# App settings computed from the fleet's shape on every start (`app_settings`): never carried over from an env file,
+# compared with a running fleet's, or reported as changed.
+DERIVED_SETTINGS = frozenset({"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"})
 APP_LISTEN = ("unix", "tcp")
 DEFAULT_FLEET_USER = "tornado-fleet"
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
@@ -332,8 +335,7 @@ def account_settings(environ: Mapping[str, str]) -> dict[str, str]:
 
 def saved_app_env(env_file: Path, app_vars: set[str]) -> dict[str, str]:
     """The app settings in a fleet's env file ({} when there is none, or it cannot be read: another account's)."""
-    derived = {"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"}
-    return {k: v for k, v in saved_env(env_file).items() if k in app_vars - derived}
+    return {k: v for k, v in saved_env(env_file).items() if k in app_vars - DERIVED_SETTINGS}
 
 
 def saved_app_listen(env_file: Path) -> dict[str, str]:
@@ -433,7 +435,7 @@ def render_nginx(
         return [
             re.sub(
                 METRICS_SOCKET,
-                f"unix:{os.path.join(socket_dir, f'app-{p}.metrics.sock')}:",
+                f"unix:{addresses.metrics_address(socket_dir, '127.0.0.1', p, metrics_offset)}:",
                 re.sub(METRICS_LISTEN, f"listen 127.0.0.1:{p + metrics_offset};", model, count=1),
                 count=1,
             )
@@ -454,7 +456,8 @@ def render_nginx(
 
 
 def upstream_address(socket_dir: str | None, port: int) -> str:
-    return f"unix:{os.path.join(socket_dir, f'app-{port}.sock')}" if socket_dir is not None else f"127.0.0.1:{port}"
+    """A process's address in nginx's terms: `unix:` and its socket (app/addresses.py names it), or 127.0.0.1:PORT."""
+    return f"unix:{addresses.app_address(socket_dir, '127.0.0.1', port)}" if socket_dir else f"127.0.0.1:{port}"
 
 
 def render_block(template: str, name: str, render) -> str:

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from app.settings import Settings, SettingsError, env_name, read_env_file
 from fleet import dbauth
-from fleet.config import ROOT, FleetConfig
+from fleet.config import DERIVED_SETTINGS, ROOT, FleetConfig
 from fleet.supervisor import Supervisor
 
-# Computed by scripts/run on every start, never carried over.
-DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE"}
 # Shown by name only, never by value.
 SECRETS = {"FLEET_SECRET_KEY", "FLEET_STATUS_TOKEN", "MONGODB_URI"}
 
@@ -39,7 +37,7 @@ def carry_over(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
         return dict(environ), []
     notes: list[str] = []
     old = read_env_file(path) if path.exists() else {}
-    carried = app_variables() - DERIVED - {"MONGODB_URI"}
+    carried = app_variables() - DERIVED_SETTINGS - {"MONGODB_URI"}
     merged = {**{k: v for k, v in old.items() if k in carried}, **environ}
     old_uri = old.get("MONGODB_URI", "")
     if dbauth.password_of(old_uri) and not environ.get("FLEET_DB_PASSWORD"):
@@ -60,7 +58,7 @@ def carry_over(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 def changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
     """One line per setting whose value differs between two env files (secrets by name only)."""
     lines = []
-    for var in sorted(set(new) - DERIVED):
+    for var in sorted(set(new) - DERIVED_SETTINGS):
         before, after = old.get(var), new[var]
         if before is None or before == after:
             continue

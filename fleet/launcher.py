@@ -35,7 +35,7 @@ from pymongo.errors import PyMongoError
 
 from app.settings import Settings, SettingsError, env_name, parse_bool, read_env_file
 from fleet import dbauth, envfile, ports, privileges, probe, readiness, rolling, scale
-from fleet.config import ROOT, SUPERVISORD_CONF, FleetConfig, running_app_listen
+from fleet.config import DERIVED_SETTINGS, ROOT, SUPERVISORD_CONF, FleetConfig, running_app_listen
 from fleet.exit_status import EXIT_FAILED, EXIT_INVALID, EXIT_PORT_TAKEN, fail, invalid_setting
 from fleet.seed import seed
 from fleet.supervisor import Supervisor, app_port, wait_for_exit
@@ -76,7 +76,6 @@ RUNNING_COMMANDS = {
     "FLEET_NGINX_LOG_BACKUPS": ("logrotate", r"--backups (\d+)"),
 }
 # Computed by scripts/run, never given: not compared with a running fleet.
-DERIVED = {"FLEET_APP_PORTS", "FLEET_ENV_FILE", "FLEET_SOCKET_DIR"}
 
 
 class FleetError(RuntimeError):
@@ -249,7 +248,7 @@ def ctl_command(config: FleetConfig, *args: str) -> str:
 def explicit_settings(environ: Mapping[str, str]) -> dict[str, str]:
     """The settings given in `environ` (set and not empty), by variable name."""
     names = {name for name, _, _ in SHAPE_SETTINGS} | {env_name(f.name) for f in dataclasses.fields(Settings)}
-    return {k: v for k, v in environ.items() if k in names - DERIVED and v.strip()}
+    return {k: v for k, v in environ.items() if k in names - DERIVED_SETTINGS and v.strip()}
 
 
 def reconfigure(config: FleetConfig, supervisor: Supervisor, requested: Mapping[str, str], log) -> None:
@@ -336,7 +335,7 @@ def start_setting_changes(
 
 def app_setting_changes(env: Mapping[str, str], requested: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """App settings whose requested value differs from the env file's (compared as the settings parse them)."""
-    given = {k: v for k, v in requested.items() if k.startswith("FLEET_") and k not in DERIVED}
+    given = {k: v for k, v in requested.items() if k.startswith("FLEET_") and k not in DERIVED_SETTINGS}
     given = {k: v for k, v in given.items() if k not in {name for name, _, _ in SHAPE_SETTINGS}}
     if not given:
         return {}
@@ -374,7 +373,7 @@ def down(config: FleetConfig, *, log=print, timeout: float = 60.0) -> None:
 
 def settings_help() -> str:
     rows = [(name, default, meaning) for name, default, meaning in SHAPE_SETTINGS]
-    skip = {"MONGODB_URI", *DERIVED}
+    skip = {"MONGODB_URI", *DERIVED_SETTINGS}
     app_rows = [
         (env_name(f.name), "(secret)" if f.name == "secret_key" else str(f.default), "")
         for f in dataclasses.fields(Settings)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from app.settings import Settings, SettingsError, read_env_file, write_env_file
 from fleet import nginx_reload, ports, probe, prometheus, readiness, rolling
-from fleet.config import FleetConfig, listen_of
+from fleet.config import DERIVED_SETTINGS, FleetConfig, listen_of
 from fleet.exit_status import EXIT_PORT_TAKEN, fail, invalid_setting
 from fleet.supervisor import Supervisor, app_port
 
@@ -72,9 +72,9 @@ def running_config(config: FleetConfig, supervisor: Supervisor) -> FleetConfig:
         port=rolling.nginx_port(config.var_dir / "nginx.conf"),
         procs=len(current),
         app_port_base=current[0],
-        app_env={k: v for k, v in env.items() if k not in ("MONGODB_URI", "FLEET_APP_PORTS", "FLEET_SOCKET_DIR")},
-        # How the running processes listen is in their env file, and the account they run as is nginx's, whatever
-        # the caller's environment says: nginx's config is rendered again for them.
+        app_env={k: v for k, v in env.items() if k not in {"MONGODB_URI", *DERIVED_SETTINGS}},
+        # How the running processes listen is in their env file, and the account they run as in supervisord's
+        # environment, whatever the caller's says: nginx's config is rendered again for them.
         app_listen=listen_of(env),
         user=started_as(supervisor.supervisord_pid()) or config.user,
     )
@@ -89,12 +89,6 @@ def started_as(supervisord_pid: int) -> str:
         return ""
     found = [item.partition(b"=")[2].decode() for item in environ if item.startswith(b"FLEET_RUN_USER=")]
     return found[0] if found else ""
-
-
-def nginx_conf(config: FleetConfig) -> str:
-    """nginx's config for `config`, rendered as `FleetConfig.write_runtime_files` renders it at start (a test
-    checks that the two agree)."""
-    return config.nginx_conf()
 
 
 def write_prometheus_targets(config: FleetConfig) -> None:
@@ -169,7 +163,7 @@ def scale_up(now: FleetConfig, supervisor: Supervisor, procs: int, log, timeout:
         set_app_ports(now, now.app_ports)
         raise
     ready = time.monotonic()
-    nginx_reload.load(target, supervisor, nginx_conf(target), f"scale {procs}")
+    nginx_reload.load(target, supervisor, target.nginx_conf(), f"scale {procs}")
     write_prometheus_targets(target)
     log(
         f"added {', '.join(names)}: ready {ready - started:.1f}s after start, routed by nginx "
@@ -203,7 +197,7 @@ def scale_down(now: FleetConfig, supervisor: Supervisor, procs: int, log) -> lis
     removed = now.app_ports[procs:]
     names = [f"app-{port}" for port in removed]
     # nginx first: after the reload no new request reaches the processes about to stop.
-    nginx_reload.load(target, supervisor, nginx_conf(target), f"scale {procs}")
+    nginx_reload.load(target, supervisor, target.nginx_conf(), f"scale {procs}")
     write_prometheus_targets(target)
     started = time.monotonic()
     for name in names:

@@ -24,7 +24,7 @@ from app import process_status
 from app.process_status import ProcessStatus
 from app.settings import Settings, SettingsError
 from fleet import probe
-from fleet.config import FleetConfig, running_app_listen
+from fleet.config import SOCKET_SUBDIR, FleetConfig
 from fleet.exit_status import fail
 from fleet.supervisor import Supervisor, app_port
 
@@ -79,9 +79,10 @@ def processes(config: FleetConfig, supervisor: Supervisor | None = None) -> list
     infos = supervisor.app_processes()
     # What this fleet's supervisord runs is what there is (FLEET_APP_PORTS may lag a scale in progress).
     ports = [app_port(info) for info in infos] or settings.fleet_ports(config.app_port_base)
-    # Its processes listen where its env file says (not the caller's FLEET_APP_LISTEN), in the fleet's own folder.
-    config = dataclasses.replace(config, **running_app_listen(config.env_file))
-    settings = dataclasses.replace(settings, socket_dir=str(config.socket_dir or ""))
+    # Its processes listen where its env file says (not the caller's FLEET_APP_LISTEN): on sockets, in the fleet's
+    # own folder whatever folder the file names, or on TCP.
+    if settings.socket_dir:
+        settings = dataclasses.replace(settings, socket_dir=str(config.var_dir / SOCKET_SUBDIR))
     found = asyncio.run(process_status.collect(ports, settings, request_timeout=settings.db_timeout_ms / 1000 + 1.0))
     return with_supervisord(found, infos)
 

@@ -14,8 +14,7 @@ import subprocess
 import pytest
 
 from app.settings import Settings, env_name
-from fleet.config import ROOT
-from fleet.launcher import DERIVED
+from fleet.config import DERIVED_SETTINGS, ROOT
 
 SCRIPTS = [
     "run",
@@ -71,7 +70,7 @@ def test_run_help_lists_every_setting_with_its_default(tmp_path):
     for var, default in [("FLEET_PORT", "8080"), ("FLEET_APP_PORT_BASE", "8001"), ("FLEET_DB_PORT", "27018")]:
         assert re.search(rf"^  {var} +\[{default}\]", text, re.M), var
     # MONGODB_URI has no default to list; the derived ones (app ports, env file, socket folder) scripts/run computes.
-    settings = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"} - DERIVED
+    settings = {env_name(f.name) for f in dataclasses.fields(Settings)} - {"MONGODB_URI"} - DERIVED_SETTINGS
     missing = [var for var in sorted(settings) if not re.search(rf"^  {var} +\[", text, re.M)]
     assert not missing, f"app settings missing from scripts/run --help: {missing}"
     for status in ("0", "1", "2", "3", "4"):
